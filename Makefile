@@ -1,0 +1,16 @@
+# Two commands do everything on a fresh machine:
+#   make run    install, then run the bot (console demo on the embedded sandbox without credentials)
+#   make test   install (with Prism and PgBouncer), then run the whole test suite
+.PHONY: run test bench
+
+run:
+	@scripts/setup.sh
+	@.venv/bin/runbook-bot serve
+
+test:
+	@scripts/setup.sh --test
+	@.venv/bin/python -m pytest -q
+
+bench:
+	@scripts/setup.sh --test
+	@for b in benchmarks/*.py; do echo "== $$b"; .venv/bin/python $$b --quick || exit 1; done

@@ -1,0 +1,47 @@
+"""Settings from the environment, read in one place.
+
+    >>> from bot import config
+    >>> config.store_path().name
+    'runbook-bot.sqlite'
+
+Every setting has a default that works on a fresh machine with no credentials: the store lives in
+`./state/`, runbooks in `./runbooks/`. Front ends and platform adapters read their own settings
+through the functions here so that a missing or malformed value is reported once, clearly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def state_dir() -> Path:
+    """Where the store and the fingerprint key live (`RUNBOOK_BOT_STATE_DIR`, default `./state`)."""
+    return Path(os.environ.get("RUNBOOK_BOT_STATE_DIR", "state")).resolve()
+
+
+def store_path() -> Path:
+    """The one SQLite file (`RUNBOOK_BOT_DB`, default `<state dir>/runbook-bot.sqlite`)."""
+    explicit = os.environ.get("RUNBOOK_BOT_DB")
+    return Path(explicit).resolve() if explicit else state_dir() / "runbook-bot.sqlite"
+
+
+def runbooks_dir() -> Path:
+    """Where runbooks are found by name (`RUNBOOK_BOT_RUNBOOKS`, default the shipped `runbooks/`)."""
+    explicit = os.environ.get("RUNBOOK_BOT_RUNBOOKS")
+    if explicit:
+        return Path(explicit).resolve()
+    local = Path("runbooks")
+    return local.resolve() if local.is_dir() else PROJECT_ROOT / "runbooks"
+
+
+def templates_dir() -> Path:
+    return PROJECT_ROOT / "templates"
+
+
+def get(name: str, default: str | None = None) -> str | None:
+    """Read one setting; an empty string counts as unset."""
+    value = os.environ.get(name)
+    return value if value else default

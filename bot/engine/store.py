@@ -1,0 +1,496 @@
+"""The one SQLite file: runs, steps, approvals, events (the audit log), locks.
+
+    >>> from bot.engine.store import Store
+    >>> store = Store(":memory:")
+    >>> store.create_run(run_id="r1", runbook="demo", runbook_path="demo.yaml", runbook_sha256="ab",
+    ...                  params={}, started_by="alice", front_end="console", steps=[])
+    >>> store.transition_run("r1", ["running"], "aborted", actor="alice", front_end="console")
+    True
+    >>> store.transition_run("r1", ["running"], "aborted", actor="bob", front_end="console")
+    False
+
+Every change of state is a compare-and-set (`UPDATE ... WHERE state IN (...)`) inside a
+`BEGIN IMMEDIATE` transaction that also writes the audit event, so two threads or two processes
+racing on one step move it once, and the log never disagrees with the state. The file is in WAL
+mode with a busy timeout, so readers never block the writer and concurrent writers queue.
+
+Nothing secret is stored: every JSON column and every message passes through `bot.secrets.redact`.
+Tables are created with sqlite-utils; other modules add their own tables through `ensure_table`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from bot import secrets
+
+SCHEMA_VERSION = 1
+
+
+def _dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(secrets.redact_obj(value), sort_keys=True, default=str)
+
+
+def _loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+class Store:
+    """Thread-safe access to the store file: one connection per thread, WAL, explicit transactions."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Any = None) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._memory_conn: sqlite3.Connection | None = None
+        self._memory_lock = threading.RLock()
+        self.now = (clock.now if clock is not None else time.time)
+        self._create_schema()
+
+    # -- connections --------------------------------------------------------------------------
+
+    def conn(self) -> sqlite3.Connection:
+        if self.path == ":memory:":
+            if self._memory_conn is None:
+                self._memory_conn = self._connect()
+            return self._memory_conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across application crashes in WAL mode (only an OS crash can lose
+            # the last transactions), and it keeps each transition well under a millisecond.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        return sqlite_utils.Database(self.conn())
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """`BEGIN IMMEDIATE`: take the write lock up front so a read-then-write cannot race."""
+        conn = self.conn()
+        lock = self._memory_lock if self.path == ":memory:" else None
+        if lock:
+            lock.acquire()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+        finally:
+            if lock:
+                lock.release()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def _create_schema(self) -> None:
+        db = self.db
+        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db["runs"].create(
+            {
+                "id": str,
+                "runbook": str,
+                "runbook_path": str,
+                "runbook_sha256": str,
+                "params": str,
+                "state": str,
+                "started_by": str,
+                "front_end": str,
+                "chat": str,
+                "error": str,
+                "dry_run": int,
+                "created_at": float,
+                "updated_at": float,
+            },
+            pk="id",
+            if_not_exists=True,
+        )
+        db["steps"].create(
+            {
+                "run_id": str,
+                "key": str,
+                "step_id": str,
+                "idx": int,
+                "kind": str,
+                "phase": str,
+                "state": str,
+                "attempt": int,
+                "request_no": int,
+                "plan": str,
+                "result": str,
+                "verification": str,
+                "error": str,
+                "requested_at": float,
+                "started_at": float,
+                "finished_at": float,
+                "updated_at": float,
+            },
+            pk=("run_id", "key"),
+            foreign_keys=[("run_id", "runs", "id")],
+            if_not_exists=True,
+        )
+        db["approvals"].create(
+            {
+                "id": int,
+                "run_id": str,
+                "step_key": str,
+                "request_no": int,
+                "approver": str,
+                "decision": str,
+                "reason": str,
+                "front_end": str,
+                "at": float,
+            },
+            pk="id",
+            if_not_exists=True,
+        )
+        db["events"].create(
+            {
+                "id": int,
+                "at": float,
+                "run_id": str,
+                "step_key": str,
+                "actor": str,
+                "front_end": str,
+                "action": str,
+                "from_state": str,
+                "to_state": str,
+                "detail": str,
+            },
+            pk="id",
+            if_not_exists=True,
+        )
+        db["locks"].create({"key": str, "run_id": str, "acquired_at": float}, pk="key", if_not_exists=True)
+        conn = self.conn()
+        conn.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS approvals_once"
+            " ON approvals(run_id, step_key, request_no, approver)"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id)")
+        conn.execute("CREATE INDEX IF NOT EXISTS runs_state ON runs(state)")
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def ensure_table(self, name: str, columns: dict[str, Any], pk: Any, **kwargs: Any) -> sqlite_utils.db.Table:
+        """Create a table other modules own (watches, samples, outbox) if it is not there yet."""
+        table = self.db[name]
+        table.create(columns, pk=pk, if_not_exists=True, **kwargs)
+        return table
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _event(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        run_id: str,
+        action: str,
+        actor: str,
+        front_end: str,
+        step_key: str | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        detail: Any = None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO events(at, run_id, step_key, actor, front_end, action, from_state, to_state, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.now(), run_id, step_key, actor, front_end, action, from_state, to_state, _dumps(detail)),
+        )
+
+    def add_event(self, run_id: str, action: str, *, actor: str, front_end: str, step_key: str | None = None,
+                  detail: Any = None) -> None:
+        """Record something that is not a state change (a refused click, a progress milestone)."""
+        with self.transaction() as conn:
+            self._event(conn, run_id=run_id, action=action, actor=actor, front_end=front_end,
+                        step_key=step_key, detail=detail)
+
+    def events(self, run_id: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY id"
+        args: tuple[Any, ...] = (run_id,) if run_id else ()
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        rows = [dict(r) for r in self.conn().execute(sql, args)]
+        for row in rows:
+            row["detail"] = _loads(row["detail"])
+        return rows
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        runbook: str,
+        runbook_path: str,
+        runbook_sha256: str,
+        params: dict[str, Any],
+        started_by: str,
+        front_end: str,
+        steps: Sequence[dict[str, Any]],
+        lock_keys: Sequence[str] = (),
+        chat: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        """Insert a run, its steps and its environment locks in one transaction.
+
+        Raises `LockHeld` naming the run that holds any of `lock_keys`.
+        """
+        now = self.now()
+        with self.transaction() as conn:
+            for key in lock_keys:
+                holder = conn.execute("SELECT run_id FROM locks WHERE key = ?", (key,)).fetchone()
+                if holder is not None:
+                    raise LockHeld(key, holder["run_id"])
+            conn.execute(
+                "INSERT INTO runs(id, runbook, runbook_path, runbook_sha256, params, state, started_by,"
+                " front_end, chat, error, dry_run, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, NULL, ?, ?, ?)",
+                (run_id, runbook, runbook_path, runbook_sha256, _dumps(params), started_by, front_end,
+                 _dumps(chat or {}), int(dry_run), now, now),
+            )
+            for key in lock_keys:
+                conn.execute("INSERT INTO locks(key, run_id, acquired_at) VALUES (?, ?, ?)", (key, run_id, now))
+            for step in steps:
+                self._insert_step(conn, run_id, step, now)
+            self._event(conn, run_id=run_id, action="run.started", actor=started_by, front_end=front_end,
+                        to_state="running", detail={"runbook": runbook, "params": params,
+                                                    "sha256": runbook_sha256, "locks": list(lock_keys),
+                                                    "dry_run": dry_run})
+
+    def _insert_step(self, conn: sqlite3.Connection, run_id: str, step: dict[str, Any], now: float) -> None:
+        conn.execute(
+            "INSERT INTO steps(run_id, key, step_id, idx, kind, phase, state, attempt, request_no,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, ?)",
+            (run_id, step["key"], step["step_id"], step["idx"], step["kind"], step.get("phase", "forward"), now),
+        )
+
+    def add_steps(self, run_id: str, steps: Sequence[dict[str, Any]], *, actor: str, front_end: str,
+                  action: str) -> None:
+        """Append steps to a run (a rollback sequence), with one audit event."""
+        now = self.now()
+        with self.transaction() as conn:
+            for step in steps:
+                self._insert_step(conn, run_id, step, now)
+            self._event(conn, run_id=run_id, action=action, actor=actor, front_end=front_end,
+                        detail={"steps": [s["key"] for s in steps]})
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        row = self.conn().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return self._run_row(row) if row else None
+
+    def find_run(self, prefix: str) -> dict[str, Any] | None:
+        """A run by id or unique id prefix (people type short ids)."""
+        exact = self.get_run(prefix)
+        if exact:
+            return exact
+        rows = self.conn().execute("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", (prefix + "%",)).fetchall()
+        return self._run_row(rows[0]) if len(rows) == 1 else None
+
+    def list_runs(self, *, states: Sequence[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM runs"
+        args: list[Any] = []
+        if states:
+            sql += f" WHERE state IN ({','.join('?' * len(states))})"
+            args.extend(states)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+        return [self._run_row(r) for r in self.conn().execute(sql, args)]
+
+    @staticmethod
+    def _run_row(row: sqlite3.Row) -> dict[str, Any]:
+        run = dict(row)
+        run["params"] = _loads(run["params"]) or {}
+        run["chat"] = _loads(run["chat"]) or {}
+        run["dry_run"] = bool(run["dry_run"])
+        return run
+
+    def transition_run(self, run_id: str, from_states: Sequence[str], to_state: str, *, actor: str,
+                       front_end: str, error: str | None = None, detail: Any = None,
+                       release_locks: bool = False) -> bool:
+        """Compare-and-set the run's state; True if this call made the move."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or row["state"] not in from_states:
+                return False
+            conn.execute(
+                "UPDATE runs SET state = ?, error = COALESCE(?, error), updated_at = ? WHERE id = ? AND state = ?",
+                (to_state, secrets.redact(error) if error else None, self.now(), run_id, row["state"]),
+            )
+            if release_locks:
+                conn.execute("DELETE FROM locks WHERE run_id = ?", (run_id,))
+            self._event(conn, run_id=run_id, action=f"run.{to_state}", actor=actor, front_end=front_end,
+                        from_state=row["state"], to_state=to_state, detail=detail if error is None else
+                        {"error": error, **(detail or {})})
+            return True
+
+    def update_run_fields(self, run_id: str, *, actor: str, front_end: str, action: str, **fields: Any) -> None:
+        """Change non-state columns (chat refs, the runbook hash after a re-plan), with an event."""
+        allowed = {"chat", "runbook_sha256", "runbook_path", "error"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"cannot update run fields {sorted(bad)}")
+        values = {k: (_dumps(v) if k == "chat" else v) for k, v in fields.items()}
+        sets = ", ".join(f"{k} = ?" for k in values)
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?",
+                         (*values.values(), self.now(), run_id))
+            self._event(conn, run_id=run_id, action=action, actor=actor, front_end=front_end,
+                        detail={k: v for k, v in fields.items() if k != "chat"} or None)
+
+    def set_chat(self, run_id: str, chat: dict[str, Any]) -> None:
+        """Front-end references (Slack channel and thread ts); not an audit-worthy change."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE runs SET chat = ? WHERE id = ?", (_dumps(chat), run_id))
+
+    def lock_holders(self) -> dict[str, str]:
+        return {r["key"]: r["run_id"] for r in self.conn().execute("SELECT key, run_id FROM locks")}
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def get_steps(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.conn().execute(
+            "SELECT * FROM steps WHERE run_id = ? ORDER BY idx, rowid", (run_id,)
+        ).fetchall()
+        return [self._step_row(r) for r in rows]
+
+    def get_step(self, run_id: str, key: str) -> dict[str, Any] | None:
+        row = self.conn().execute("SELECT * FROM steps WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
+        return self._step_row(row) if row else None
+
+    @staticmethod
+    def _step_row(row: sqlite3.Row) -> dict[str, Any]:
+        step = dict(row)
+        for col in ("plan", "result", "verification"):
+            step[col] = _loads(step[col])
+        return step
+
+    def transition_step(
+        self,
+        run_id: str,
+        key: str,
+        from_states: Sequence[str],
+        to_state: str,
+        *,
+        actor: str,
+        front_end: str,
+        action: str | None = None,
+        detail: Any = None,
+        require_run_state: Sequence[str] | None = ("running", "rolling_back"),
+        **fields: Any,
+    ) -> bool:
+        """Compare-and-set one step's state (and set `fields`: plan, result, error, ...) with an event.
+
+        Returns False, changing nothing, when the step is not in `from_states` or the run is not in
+        `require_run_state` (an aborted run's steps do not move on).
+        """
+        allowed = {"plan", "result", "verification", "error", "requested_at", "started_at", "finished_at",
+                   "attempt", "request_no"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"cannot set step fields {sorted(bad)}")
+        values: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name in ("plan", "result", "verification"):
+                values[name] = _dumps(value)
+            elif name == "error":
+                values[name] = secrets.redact(value) if value else value
+            else:
+                values[name] = value
+        now = self.now()
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT s.state AS state, r.state AS run_state FROM steps s JOIN runs r ON r.id = s.run_id"
+                " WHERE s.run_id = ? AND s.key = ?",
+                (run_id, key),
+            ).fetchone()
+            if row is None or row["state"] not in from_states:
+                return False
+            if require_run_state is not None and row["run_state"] not in require_run_state:
+                return False
+            sets = "".join(f", {k} = ?" for k in values)
+            cur = conn.execute(
+                f"UPDATE steps SET state = ?, updated_at = ?{sets} WHERE run_id = ? AND key = ? AND state = ?",
+                (to_state, now, *values.values(), run_id, key, row["state"]),
+            )
+            if cur.rowcount != 1:  # cannot happen under BEGIN IMMEDIATE; kept as the invariant's guard
+                return False
+            conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (now, run_id))
+            event_detail = detail
+            if fields.get("error"):
+                event_detail = {"error": fields["error"], **(detail or {})}
+            self._event(conn, run_id=run_id, step_key=key, action=action or f"step.{to_state}", actor=actor,
+                        front_end=front_end, from_state=row["state"], to_state=to_state, detail=event_detail)
+            return True
+
+    # -- approvals -----------------------------------------------------------------------------
+
+    def approvals(self, run_id: str, key: str, request_no: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM approvals WHERE run_id = ? AND step_key = ?"
+        args: list[Any] = [run_id, key]
+        if request_no is not None:
+            sql += " AND request_no = ?"
+            args.append(request_no)
+        return [dict(r) for r in self.conn().execute(sql + " ORDER BY id", args)]
+
+    def insert_approval(self, conn: sqlite3.Connection, *, run_id: str, key: str, request_no: int, approver: str,
+                        decision: str, reason: str | None, front_end: str) -> bool:
+        """Inside a caller's transaction: False if this approver already decided this request."""
+        try:
+            conn.execute(
+                "INSERT INTO approvals(run_id, step_key, request_no, approver, decision, reason, front_end, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, key, request_no, approver, decision, secrets.redact(reason) if reason else None,
+                 front_end, self.now()),
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def event_in(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
+        """Write an audit event inside a caller's transaction."""
+        self._event(conn, **kwargs)
+
+
+class LockHeld(Exception):
+    """Another active run holds the environment lock."""
+
+    def __init__(self, key: str, run_id: str) -> None:
+        self.key = key
+        self.run_id = run_id
+        super().__init__(f"run {run_id} is already active on {key}; finish or abort it first")

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything runbook-bot and its tests need into this checkout: a virtualenv in .venv,
+# Prism (the DigitalOcean contract mock) in .tools/, and Debian's PgBouncer for the pooler tests.
+# Idempotent: a second run only checks. Usage: scripts/setup.sh [--test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+if [ "$want_test" = 1 ]; then
+  .venv/bin/pip install -q -e '.[test]'
+else
+  .venv/bin/pip install -q -e .
+fi
+
+if [ "$want_test" = 1 ]; then
+  if [ ! -x .tools/node_modules/.bin/prism ]; then
+    mkdir -p .tools
+    (cd .tools && npm install --silent --no-audit --no-fund --prefix . @stoplight/prism-cli@5 >/dev/null)
+  fi
+  if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
+    else
+      sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
+    fi
+  fi
+fi
