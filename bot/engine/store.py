@@ -158,6 +158,8 @@ class Store:
                 "started_at": float,
                 "finished_at": float,
                 "updated_at": float,
+                "owner": str,
+                "heartbeat_at": float,
             },
             pk=("run_id", "key"),
             foreign_keys=[("run_id", "runs", "id")],
@@ -340,24 +342,42 @@ class Store:
         run["dry_run"] = bool(run["dry_run"])
         return run
 
-    def transition_run(self, run_id: str, from_states: Sequence[str], to_state: str, *, actor: str,
-                       front_end: str, error: str | None = None, detail: Any = None,
-                       release_locks: bool = False) -> bool:
+    def transition_run(self, run_id: str, from_states: Sequence[str], to_state: str, **kwargs: Any) -> bool:
         """Compare-and-set the run's state; True if this call made the move."""
         with self.transaction() as conn:
-            row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None or row["state"] not in from_states:
-                return False
-            conn.execute(
-                "UPDATE runs SET state = ?, error = COALESCE(?, error), updated_at = ? WHERE id = ? AND state = ?",
-                (to_state, secrets.redact(error) if error else None, self.now(), run_id, row["state"]),
-            )
-            if release_locks:
-                conn.execute("DELETE FROM locks WHERE run_id = ?", (run_id,))
-            self._event(conn, run_id=run_id, action=f"run.{to_state}", actor=actor, front_end=front_end,
-                        from_state=row["state"], to_state=to_state, detail=detail if error is None else
-                        {"error": error, **(detail or {})})
-            return True
+            return self.transition_run_in(conn, run_id, from_states, to_state, **kwargs)
+
+    def transition_run_in(self, conn: sqlite3.Connection, run_id: str, from_states: Sequence[str], to_state: str,
+                          *, actor: str, front_end: str, error: str | None = None, detail: Any = None,
+                          release_locks: bool = False) -> bool:
+        row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row["state"] not in from_states:
+            return False
+        conn.execute(
+            "UPDATE runs SET state = ?, error = ?, updated_at = ? WHERE id = ? AND state = ?",
+            (to_state, secrets.redact(error) if error else None, self.now(), run_id, row["state"]),
+        )
+        if release_locks:
+            conn.execute("DELETE FROM locks WHERE run_id = ?", (run_id,))
+        self._event(conn, run_id=run_id, action=f"run.{to_state}", actor=actor, front_end=front_end,
+                    from_state=row["state"], to_state=to_state,
+                    detail=detail if error is None else {"error": error, **(detail or {})})
+        return True
+
+    def acquire_locks_in(self, conn: sqlite3.Connection, run_id: str, keys: Sequence[str]) -> None:
+        """Take environment locks for `run_id` (raises `LockHeld` naming another holder)."""
+        for key in keys:
+            holder = conn.execute("SELECT run_id FROM locks WHERE key = ?", (key,)).fetchone()
+            if holder is not None and holder["run_id"] != run_id:
+                raise LockHeld(key, holder["run_id"])
+        for key in keys:
+            conn.execute("INSERT OR IGNORE INTO locks(key, run_id, acquired_at) VALUES (?, ?, ?)",
+                         (key, run_id, self.now()))
+
+    def insert_steps_in(self, conn: sqlite3.Connection, run_id: str, steps: Sequence[dict[str, Any]]) -> None:
+        now = self.now()
+        for step in steps:
+            self._insert_step(conn, run_id, step, now)
 
     def update_run_fields(self, run_id: str, *, actor: str, front_end: str, action: str, **fields: Any) -> None:
         """Change non-state columns (chat refs, the runbook hash after a re-plan), with an event."""
@@ -400,8 +420,21 @@ class Store:
             step[col] = _loads(step[col])
         return step
 
-    def transition_step(
+    def transition_step(self, run_id: str, key: str, from_states: Sequence[str], to_state: str, **kwargs: Any) -> bool:
+        """Compare-and-set one step's state (and set `fields`: plan, result, error, ...) with an event.
+
+        Returns False, changing nothing, when the step is not in `from_states` or the run is not in
+        `require_run_state` (an aborted run's steps do not move on).
+        """
+        with self.transaction() as conn:
+            return self.transition_step_in(conn, run_id, key, from_states, to_state, **kwargs)
+
+    STEP_FIELDS = frozenset({"plan", "result", "verification", "error", "requested_at", "started_at",
+                             "finished_at", "attempt", "request_no", "owner", "heartbeat_at"})
+
+    def transition_step_in(
         self,
+        conn: sqlite3.Connection,
         run_id: str,
         key: str,
         from_states: Sequence[str],
@@ -414,14 +447,8 @@ class Store:
         require_run_state: Sequence[str] | None = ("running", "rolling_back"),
         **fields: Any,
     ) -> bool:
-        """Compare-and-set one step's state (and set `fields`: plan, result, error, ...) with an event.
-
-        Returns False, changing nothing, when the step is not in `from_states` or the run is not in
-        `require_run_state` (an aborted run's steps do not move on).
-        """
-        allowed = {"plan", "result", "verification", "error", "requested_at", "started_at", "finished_at",
-                   "attempt", "request_no"}
-        bad = set(fields) - allowed
+        """`transition_step` inside a transaction the caller holds (approvals use this)."""
+        bad = set(fields) - self.STEP_FIELDS
         if bad:
             raise ValueError(f"cannot set step fields {sorted(bad)}")
         values: dict[str, Any] = {}
@@ -433,30 +460,35 @@ class Store:
             else:
                 values[name] = value
         now = self.now()
+        row = conn.execute(
+            "SELECT s.state AS state, r.state AS run_state FROM steps s JOIN runs r ON r.id = s.run_id"
+            " WHERE s.run_id = ? AND s.key = ?",
+            (run_id, key),
+        ).fetchone()
+        if row is None or row["state"] not in from_states:
+            return False
+        if require_run_state is not None and row["run_state"] not in require_run_state:
+            return False
+        sets = "".join(f", {k} = ?" for k in values)
+        cur = conn.execute(
+            f"UPDATE steps SET state = ?, updated_at = ?{sets} WHERE run_id = ? AND key = ? AND state = ?",
+            (to_state, now, *values.values(), run_id, key, row["state"]),
+        )
+        if cur.rowcount != 1:  # cannot happen under BEGIN IMMEDIATE; kept as the invariant's guard
+            return False
+        conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (now, run_id))
+        event_detail = detail
+        if fields.get("error"):
+            event_detail = {"error": fields["error"], **(detail or {})}
+        self._event(conn, run_id=run_id, step_key=key, action=action or f"step.{to_state}", actor=actor,
+                    front_end=front_end, from_state=row["state"], to_state=to_state, detail=event_detail)
+        return True
+
+    def heartbeat(self, run_id: str, key: str, owner: str) -> None:
+        """An applying step's owner says it is alive (no event: this is not a change of state)."""
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT s.state AS state, r.state AS run_state FROM steps s JOIN runs r ON r.id = s.run_id"
-                " WHERE s.run_id = ? AND s.key = ?",
-                (run_id, key),
-            ).fetchone()
-            if row is None or row["state"] not in from_states:
-                return False
-            if require_run_state is not None and row["run_state"] not in require_run_state:
-                return False
-            sets = "".join(f", {k} = ?" for k in values)
-            cur = conn.execute(
-                f"UPDATE steps SET state = ?, updated_at = ?{sets} WHERE run_id = ? AND key = ? AND state = ?",
-                (to_state, now, *values.values(), run_id, key, row["state"]),
-            )
-            if cur.rowcount != 1:  # cannot happen under BEGIN IMMEDIATE; kept as the invariant's guard
-                return False
-            conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (now, run_id))
-            event_detail = detail
-            if fields.get("error"):
-                event_detail = {"error": fields["error"], **(detail or {})}
-            self._event(conn, run_id=run_id, step_key=key, action=action or f"step.{to_state}", actor=actor,
-                        front_end=front_end, from_state=row["state"], to_state=to_state, detail=event_detail)
-            return True
+            conn.execute("UPDATE steps SET heartbeat_at = ? WHERE run_id = ? AND key = ? AND owner = ?",
+                         (self.now(), run_id, key, owner))
 
     # -- approvals -----------------------------------------------------------------------------
 

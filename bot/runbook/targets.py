@@ -47,6 +47,7 @@ class AwsEcsTarget(TargetBase, AwsTargetMixin):
     cluster: str
     service: str
     database: str | None = Field(None, description="RDS instance or Aurora cluster id of this service's database")
+    container: str | None = Field(None, description="Container whose environment env.diff/env.set use (default: all / the only essential one)")
     identity_fields: ClassVar[tuple[str, ...]] = ("region", "cluster", "service")
 
 

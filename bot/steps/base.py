@@ -41,9 +41,25 @@ import an SDK (ask `bot.platforms` for an adapter), or catch an exception it has
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """Marks an `Inputs` field whose value names a runbook target; the loader checks it exists.
+
+        class Inputs(BaseModel, extra="forbid"):
+            target: Annotated[str, TargetRef(platforms=("aws-ecs", "do-app", "heroku"))]
+            platforms: Annotated[list[str], TargetRef()]
+
+    `allow_attribute=True` accepts `name.attribute` (e.g. `old.database`) and checks the name part.
+    """
+
+    platforms: tuple[str, ...] = ()
+    allow_attribute: bool = False
 
 
 class StepError(Exception):

@@ -1,0 +1,355 @@
+"""`runbook-bot`: the command line. Mirrors what the Slack front end offers.
+
+    runbook-bot serve                      Slack (Socket Mode / --http) when configured; else the console demo
+    runbook-bot run RUNBOOK -p k=v ...     walk a run in the terminal (--dry-run: plans only; --yes: auto-approve)
+    runbook-bot plan RUNBOOK -p k=v ...    same as run --dry-run
+    runbook-bot status [RUN]               runs and their steps, from the store
+    runbook-bot approve|reject RUN STEP    decide on a step waiting for approval
+    runbook-bot abort|rollback|replan RUN
+    runbook-bot resolve RUN STEP verify|retry|skip|rollback   decide on an interrupted step
+    runbook-bot events RUN                 the audit log of a run
+    runbook-bot list                       runbooks in the runbooks folder
+    runbook-bot validate PATH...           exit 1 on any error, each as file:line:col: field: message
+    runbook-bot schema                     the runbook JSON Schema
+
+Exit codes: 0 succeeded, 1 failed / rolled back / invalid, 2 usage or runbook error, 3 waiting for people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bot import config, secrets
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise argparse.ArgumentTypeError(f"parameter {pair!r} is not key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runbook-bot", description="Run platform-migration runbooks, one "
+                                     "approved step at a time.")
+    parser.add_argument("--db", help="store file (default: $RUNBOOK_BOT_DB or ./state/runbook-bot.sqlite)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log engine details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the bot: Slack when configured, else the console demo on the sandbox")
+    p.add_argument("--http", action="store_true", help="serve Slack over HTTP instead of Socket Mode")
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default $PORT or 3000)")
+    p.add_argument("--console", action="store_true", help="force the console demo even when Slack is configured")
+
+    for name, helptext in (("run", "walk a run in the terminal"), ("plan", "print every plan; change nothing")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("runbook", help="a runbook file, or a name in the runbooks folder")
+        p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+        p.add_argument("--as", dest="user", default=None, help="who is acting (default: the OS user)")
+        if name == "run":
+            p.add_argument("--dry-run", action="store_true", help="plan every step; change nothing")
+            p.add_argument("--yes", action="store_true", help="approve every step as --as (rehearsals)")
+
+    p = sub.add_parser("status", help="list runs, or one run's steps")
+    p.add_argument("run", nargs="?")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("events", help="the audit log of a run")
+    p.add_argument("run")
+
+    for name in ("approve", "reject"):
+        p = sub.add_parser(name, help=f"{name} a step waiting for approval")
+        p.add_argument("run")
+        p.add_argument("step")
+        p.add_argument("--as", dest="user", default=None)
+        if name == "approve":
+            p.add_argument("--confirm", default=None, help="the confirmation text the step asks for")
+        else:
+            p.add_argument("--reason", default="")
+        p.add_argument("--follow", action="store_true", help="stay and answer the next prompts")
+
+    for name, helptext in (("abort", "stop a run"), ("rollback", "undo a run's succeeded steps in reverse"),
+                           ("replan", "accept the runbook as it now is on disk"),
+                           ("resume", "continue a run in this terminal")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("run")
+        p.add_argument("--as", dest="user", default=None)
+        if name in ("rollback", "resume"):
+            p.add_argument("--yes", action="store_true", help="approve every step as --as")
+
+    p = sub.add_parser("resolve", help="decide on an interrupted step")
+    p.add_argument("run")
+    p.add_argument("step")
+    p.add_argument("action", choices=["verify", "retry", "skip", "rollback"])
+    p.add_argument("--as", dest="user", default=None)
+
+    sub.add_parser("list", help="runbooks in the runbooks folder")
+    p = sub.add_parser("validate", help="check runbook files; exit 1 on any error")
+    p.add_argument("paths", nargs="+")
+    sub.add_parser("schema", help="print the runbook JSON Schema")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors already; keep its code
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _install_log_redaction()
+    console = Console(highlight=False)
+    if args.db:
+        import os
+
+        os.environ["RUNBOOK_BOT_DB"] = str(Path(args.db).resolve())
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args, console)
+    except KeyboardInterrupt:
+        console.print("interrupted; the run's state is in the store: `runbook-bot status`")
+        return EXIT_WAITING
+
+
+class _RedactingFilter(logging.Filter):
+    """Secrets never reach a log line, whatever logger formats them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = secrets.redact(record.getMessage())
+        record.args = ()
+        return True
+
+
+def _install_log_redaction() -> None:
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+def _runner(console: Console, *, background: bool = False):
+    from bot.chat.console import ConsoleChannel
+    from bot.engine.runner import Runner
+    from bot.engine.store import Store
+
+    store = Store(config.store_path())
+    return Runner(store, ConsoleChannel(console), background=background)
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from bot.chat.console import ConsoleSession
+    from bot.engine.runner import StartRefused
+
+    dry_run = args.command == "plan" or getattr(args, "dry_run", False)
+    try:
+        params = _params(args.param)
+    except argparse.ArgumentTypeError as exc:
+        console.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    user = args.user or _default_user()
+    runner = _runner(console)
+    try:
+        run = runner.start(args.runbook, params, started_by=user, front_end="console", dry_run=dry_run)
+    except StartRefused as exc:
+        console.print(f"[red]cannot start:[/] {secrets.redact(str(exc))}")
+        return EXIT_USAGE
+    if dry_run:
+        run = runner.view(run.id)
+        console.print(f"dry run {run.id}: every plan above; nothing was changed")
+        failed = [s for s in run.steps if s.state == "failed"]
+        return EXIT_FAILED if failed else EXIT_OK
+    session = ConsoleSession(runner, console, user=user, auto_approve=getattr(args, "yes", False))
+    return session.follow(run.id)
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    from bot.chat.console import print_run, print_status
+
+    runner = _runner(console)
+    if args.run:
+        run = runner.store.find_run(args.run)
+        if run is None:
+            console.print(f"[red]no run {args.run}[/]")
+            return EXIT_USAGE
+        view = runner.view(run["id"])
+        if args.json:
+            from dataclasses import asdict
+
+            print(json.dumps(asdict(view), default=str, indent=2))
+        else:
+            print_run(console, view)
+        return EXIT_OK
+    runs = [runner.view(r["id"]) for r in runner.store.list_runs(limit=30)]
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(r) for r in runs], default=str, indent=2))
+    elif not runs:
+        console.print("no runs yet")
+    else:
+        print_status(console, runs)
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace, console: Console) -> int:
+    import time
+
+    runner = _runner(console)
+    run = runner.store.find_run(args.run)
+    if run is None:
+        console.print(f"[red]no run {args.run}[/]")
+        return EXIT_USAGE
+    for event in runner.store.events(run["id"]):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event["at"]))
+        move = f" {event['from_state']}→{event['to_state']}" if event["to_state"] else ""
+        detail = f" {json.dumps(event['detail'])}" if event["detail"] else ""
+        console.print(f"{when} {event['actor']}@{event['front_end']} {event['action']}"
+                      f"{' ' + event['step_key'] if event['step_key'] else ''}{move}{detail}", markup=False)
+    return EXIT_OK
+
+
+def _decision_exit(console: Console, decision: Any) -> int:
+    style = "green" if decision.ok else "red"
+    console.print(f"[{style}]{secrets.redact(decision.message)}[/]")
+    return EXIT_OK if decision.ok else EXIT_FAILED
+
+
+def cmd_decide(args: argparse.Namespace, console: Console) -> int:
+    from bot.chat.console import ConsoleSession
+
+    runner = _runner(console)
+    user = args.user or _default_user()
+    if args.command == "approve":
+        decision = runner.approve(args.run, args.step, user=user, front_end="console", confirm=args.confirm)
+    else:
+        decision = runner.reject(args.run, args.step, user=user, front_end="console", reason=args.reason)
+    code = _decision_exit(console, decision)
+    if decision.ok and args.follow and decision.run_id:
+        return ConsoleSession(runner, console, user=user).follow(decision.run_id)
+    return code
+
+
+def cmd_run_action(args: argparse.Namespace, console: Console) -> int:
+    from bot.chat.console import ConsoleSession
+
+    runner = _runner(console)
+    user = args.user or _default_user()
+    if args.command == "resume":
+        run = runner.store.find_run(args.run)
+        if run is None:
+            console.print(f"[red]no run {args.run}[/]")
+            return EXIT_USAGE
+        runner.resume_all()
+        return ConsoleSession(runner, console, user=user, auto_approve=args.yes).follow(run["id"])
+    action = {"abort": runner.abort, "rollback": runner.rollback, "replan": runner.replan}[args.command]
+    decision = action(args.run, user=user, front_end="console")
+    code = _decision_exit(console, decision)
+    if decision.ok and args.command in ("rollback", "replan") and decision.run_id:
+        return ConsoleSession(runner, console, user=user, auto_approve=getattr(args, "yes", False)).follow(
+            decision.run_id)
+    return code
+
+
+def cmd_resolve(args: argparse.Namespace, console: Console) -> int:
+    from bot.chat.console import ConsoleSession
+
+    runner = _runner(console)
+    user = args.user or _default_user()
+    decision = runner.resolve(args.run, args.step, args.action, user=user, front_end="console")
+    code = _decision_exit(console, decision)
+    if decision.ok and decision.run_id:
+        return ConsoleSession(runner, console, user=user).follow(decision.run_id)
+    return code
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from bot.runbook.load import RunbookInvalid, find_runbooks, load_runbook
+
+    for name, path in find_runbooks(config.runbooks_dir()).items():
+        try:
+            loaded = load_runbook(path)
+            console.print(f"[bold]{name}[/] · {loaded.model.description}", markup=True)
+        except RunbookInvalid as exc:
+            console.print(f"[bold]{name}[/] · [red]invalid ({len(exc.errors)} errors)[/]")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    from bot.runbook.load import RunbookInvalid, load_runbook
+
+    failed = False
+    for raw in args.paths:
+        paths = sorted(Path(raw).glob("*.y*ml")) if Path(raw).is_dir() else [Path(raw)]
+        for path in paths:
+            try:
+                loaded = load_runbook(path)
+            except RunbookInvalid as exc:
+                failed = True
+                for error in exc.errors:
+                    print(str(error))
+                continue
+            for warning in loaded.warnings:
+                print(f"{path}: warning: {warning}")
+            print(f"{path}: ok ({len(loaded.model.steps)} steps)")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    from bot.runbook.schema import schema_json
+
+    sys.stdout.write(schema_json())
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    slack_configured = any(config.get(n) for n in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"))
+    if slack_configured and not args.console:
+        from bot.chat.slack import serve
+
+        return serve(http=args.http, port=args.port)
+    from bot.sandbox import run_demo
+
+    console.print("[bold]No Slack settings found[/] (SLACK_BOT_TOKEN, SLACK_APP_TOKEN or SLACK_SIGNING_SECRET): "
+                  "running the console demo on the embedded sandbox.")
+    return run_demo(console)
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "run": cmd_run,
+    "plan": cmd_run,
+    "status": cmd_status,
+    "events": cmd_events,
+    "approve": cmd_decide,
+    "reject": cmd_decide,
+    "abort": cmd_run_action,
+    "rollback": cmd_run_action,
+    "replan": cmd_run_action,
+    "resume": cmd_run_action,
+    "resolve": cmd_resolve,
+    "list": cmd_list,
+    "validate": cmd_validate,
+    "schema": cmd_schema,
+}

@@ -1,0 +1,1079 @@
+"""The state machine of a run: plan, ask, apply, verify; roll back; resume after a crash.
+
+    store = Store("state/runbook-bot.sqlite")
+    runner = Runner(store, channel)                       # background=True for Slack
+    run = runner.start("runbooks/demo.yaml", {"env": "staging"}, started_by="alice", front_end="console")
+    decision = runner.approve(run.id, "switch-dns", user="bob", front_end="console", confirm="staging")
+    decision.ok, decision.code, decision.message
+
+Steps move `pending -> planned -> awaiting_approval -> applying -> verifying -> succeeded`
+(or `failed`, `skipped`, `interrupted`, `rolled_back`); runs move `running -> succeeded | failed |
+aborted | rolling_back -> rolled_back`. Every move is a compare-and-set in the store with an audit
+event, so:
+- two approvers (threads or processes) racing on one step apply it once: the approval that
+  completes the quorum moves `awaiting_approval -> applying` inside the same transaction, and the
+  others are told who already approved;
+- a step found `applying` after its process died becomes `interrupted`, and waits for a person to
+  choose verify, retry, skip or rollback: it is never re-applied on its own;
+- a run whose runbook file changed since it started refuses to go on until someone re-plans it.
+
+The engine drives a run as far as it can without people (`_drive`), then returns; approvals
+arrive through `approve` from any front end. With `background=True` the applying happens on the
+runner's own thread pool so a Slack listener returns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets as pysecrets
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot import config
+from bot import secrets as secret_values
+from bot.engine.channel import Progress, QuietChannel, RunView, StepView
+from bot.engine.store import LockHeld, Store
+from bot.platforms.errors import PlatformError
+from bot.runbook.load import LoadedRunbook, RunbookInvalid, format_path, load_runbook, resolve_runbook
+from bot.runbook.model import ApprovalPolicy, RollbackSpec, Step
+from bot.runbook.render import (
+    TemplateContext,
+    TemplateNameError,
+    TemplateSyntaxProblem,
+    env_values,
+    render_string,
+    render_value,
+)
+from bot.runbook.targets import parse_target
+from bot.steps.base import Plan, Result, StepError, StepKind, Verification, kinds
+from bot.steps.context import Cancelled, StepContext, StepRecord, SystemClock
+
+log = logging.getLogger("runbook_bot.engine")
+
+TERMINAL_STEP = ("succeeded", "failed", "skipped", "rolled_back")
+ACTIVE_RUN = ("running", "rolling_back")
+FINAL_RUN = ("succeeded", "failed", "aborted", "rolled_back")
+UNDO_PREFIX = "undo:"
+ROLLBACK_IDX = 1000
+HEARTBEAT_SECONDS = 2.0
+STALE_AFTER_SECONDS = 20.0
+ENGINE = "engine"
+
+
+@dataclass
+class Decision:
+    """The answer to a person's action: `ok`, a stable `code` for front ends, and a sentence."""
+
+    ok: bool
+    code: str
+    message: str
+    run_id: str | None = None
+
+
+class StartRefused(Exception):
+    """A run could not start (bad params, runbook invalid, environment locked); nothing was stored."""
+
+
+class RunbookChanged(Exception):
+    pass
+
+
+class StaticDirectory:
+    """Approver matching without a chat service: ids and emails compare as text; `@group` through a table.
+
+    Groups come from `RUNBOOK_BOT_GROUPS="platform-oncall=alice,bob;dba=carol"` when not given.
+    """
+
+    def __init__(self, groups: dict[str, list[str]] | None = None) -> None:
+        if groups is None:
+            groups = {}
+            for part in (config.get("RUNBOOK_BOT_GROUPS") or "").split(";"):
+                if "=" in part:
+                    name, members = part.split("=", 1)
+                    groups[name.strip().lstrip("@")] = [m.strip() for m in members.split(",") if m.strip()]
+        self.groups = groups
+
+    def matches(self, user: str, spec: str) -> bool:
+        if spec == "*":
+            return True
+        if spec.startswith("@"):
+            return user in self.groups.get(spec[1:], [])
+        return user.lower() == spec.lower()
+
+
+def new_run_id() -> str:
+    return "r-" + pysecrets.token_hex(4)
+
+
+def _owner_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """Is the process that claimed a step still there? (Same host: ask the OS; other host: unknown.)"""
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # cannot tell; the heartbeat decides
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Runner:
+    def __init__(self, store: Store, channel: Any = None, *, directory: Any = None, clock: Any = None,
+                 background: bool = False, max_workers: int = 8, progress_interval: float = 1.0,
+                 runbooks_dir: str | Path | None = None) -> None:
+        self.store = store
+        self.channel = channel or QuietChannel()
+        self.directory = directory or StaticDirectory()
+        self.clock = clock or SystemClock()
+        self.background = background
+        self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="runbook-step") \
+            if background else None
+        self.progress_interval = progress_interval
+        self.runbooks_dir = Path(runbooks_dir) if runbooks_dir else config.runbooks_dir()
+        self.owner = _owner_token()
+        self._cancel: dict[str, threading.Event] = {}
+        self._drive_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._runbooks: dict[tuple[str, str], LoadedRunbook] = {}
+
+    # ------------------------------------------------------------------------------------------
+    # Public API: what front ends call.
+    # ------------------------------------------------------------------------------------------
+
+    def start(self, runbook: str | Path, params: dict[str, Any], *, started_by: str, front_end: str,
+              chat: dict[str, Any] | None = None, dry_run: bool = False) -> RunView:
+        """Validate, store and start driving a run. Raises `StartRefused` (nothing stored) on any problem."""
+        try:
+            path = resolve_runbook(runbook, self.runbooks_dir)
+        except LookupError as exc:
+            raise StartRefused(str(exc)) from None
+        try:
+            loaded = load_runbook(path)
+        except RunbookInvalid as exc:
+            raise StartRefused(f"the runbook has errors:\n{exc}") from None
+        model = loaded.model
+        typed = self._coerce_params(loaded, params)
+        targets = self._targets(loaded, typed)
+        lock_keys = [] if dry_run else (sorted({t.lock_key() for t in targets.values()})
+                                        or [f"runbook:{model.name}:{json.dumps(typed, sort_keys=True)}"])
+        steps = [{"key": s.id, "step_id": s.id, "idx": i, "kind": s.kind, "phase": "forward"}
+                 for i, s in enumerate(model.steps)]
+        run_id = new_run_id()
+        try:
+            self.store.create_run(run_id=run_id, runbook=model.name, runbook_path=str(Path(path).resolve()),
+                                  runbook_sha256=loaded.sha256, params=typed, started_by=started_by,
+                                  front_end=front_end, steps=steps, lock_keys=lock_keys, chat=chat,
+                                  dry_run=dry_run)
+        except LockHeld as exc:
+            raise StartRefused(str(exc)) from None
+        self._runbooks[(str(Path(path).resolve()), loaded.sha256)] = loaded
+        view = self.view(run_id)
+        self._safe_channel("run_updated", view)
+        for warning in loaded.warnings:
+            self._safe_channel("notify", view, f"lint: {warning}", "warning")
+        self._kick(run_id)
+        return self.view(run_id)
+
+    def approve(self, run_id: str, step_key: str, *, user: str, front_end: str,
+                confirm: str | None = None) -> Decision:
+        return self._decide(run_id, step_key, user=user, front_end=front_end, approve=True, confirm=confirm)
+
+    def reject(self, run_id: str, step_key: str, *, user: str, front_end: str, reason: str = "") -> Decision:
+        return self._decide(run_id, step_key, user=user, front_end=front_end, approve=False, reason=reason)
+
+    def abort(self, run_id: str, *, user: str, front_end: str, reason: str = "") -> Decision:
+        run = self.store.find_run(run_id)
+        if run is None:
+            return Decision(False, "no_run", f"no run {run_id}")
+        moved = self.store.transition_run(run["id"], ACTIVE_RUN, "aborted", actor=user, front_end=front_end,
+                                          error=f"aborted by {user}" + (f": {reason}" if reason else ""),
+                                          release_locks=True)
+        if not moved:
+            return Decision(False, "not_active", f"run {run['id']} is {run['state']}; nothing to abort",
+                            run["id"])
+        self._cancel_event(run["id"]).set()
+        view = self.view(run["id"])
+        self._safe_channel("run_finished", view)
+        return Decision(True, "aborted", f"run {run['id']} aborted; a step that was applying is being stopped",
+                        run["id"])
+
+    def rollback(self, run_id: str, *, user: str, front_end: str) -> Decision:
+        """Undo the run's succeeded steps in reverse order, each through plan/approve/apply/verify."""
+        run = self.store.find_run(run_id)
+        if run is None:
+            return Decision(False, "no_run", f"no run {run_id}")
+        run_id = run["id"]
+        if run["dry_run"]:
+            return Decision(False, "dry_run", "a dry run changed nothing; there is nothing to roll back", run_id)
+        if run["state"] in ("rolling_back", "rolled_back"):
+            return Decision(False, "already", f"run {run_id} is already {run['state']}", run_id)
+        try:
+            loaded = self._runbook_for(run)
+        except RunbookChanged as exc:
+            return Decision(False, "runbook_changed", str(exc), run_id)
+        steps = self.store.get_steps(run_id)
+        busy = [s["key"] for s in steps if s["state"] in ("applying", "verifying")]
+        if busy:
+            return Decision(False, "busy", f"step {busy[0]} is still applying; abort the run first, or wait", run_id)
+        stuck = [s["key"] for s in steps if s["state"] == "interrupted"]
+        if stuck:
+            return Decision(False, "interrupted", f"step {stuck[0]} was interrupted: decide it first "
+                            f"(`runbook-bot resolve {run_id} {stuck[0]} rollback` rolls back the run)", run_id)
+        return self._begin_rollback(run, loaded, steps, actor=user, front_end=front_end,
+                                    reason=f"rollback requested by {user}")
+
+    def resolve(self, run_id: str, step_key: str, action: str, *, user: str, front_end: str) -> Decision:
+        """A person's decision on an interrupted step: verify, retry, skip or rollback."""
+        run = self.store.find_run(run_id)
+        if run is None:
+            return Decision(False, "no_run", f"no run {run_id}")
+        run_id = run["id"]
+        step = self.store.get_step(run_id, step_key)
+        if step is None:
+            return Decision(False, "no_step", f"run {run_id} has no step {step_key}", run_id)
+        if step["state"] != "interrupted":
+            return Decision(False, "not_interrupted", f"step {step_key} is {step['state']}, not interrupted", run_id)
+        try:
+            loaded = self._runbook_for(run)
+        except RunbookChanged as exc:
+            return Decision(False, "runbook_changed", str(exc), run_id)
+        if action == "retry":
+            if not self.store.transition_step(run_id, step_key, ["interrupted"], "applying", actor=user,
+                                              front_end=front_end, action="step.retry_after_interrupt",
+                                              owner=self.owner, heartbeat_at=self.clock.now(),
+                                              started_at=self.clock.now()):
+                return Decision(False, "raced", "someone else decided first", run_id)
+            self._submit(self._execute_then_drive, run_id, step_key)
+            return Decision(True, "retrying", f"re-applying {step_key} as {user} decided", run_id)
+        if action == "skip":
+            if not self.store.transition_step(run_id, step_key, ["interrupted"], "skipped", actor=user,
+                                              front_end=front_end, action="step.skipped_after_interrupt",
+                                              finished_at=self.clock.now()):
+                return Decision(False, "raced", "someone else decided first", run_id)
+            self._kick(run_id)
+            return Decision(True, "skipped", f"{step_key} skipped; the run goes on", run_id)
+        if action == "verify":
+            if not self.store.transition_step(run_id, step_key, ["interrupted"], "verifying", actor=user,
+                                              front_end=front_end, action="step.verify_after_interrupt",
+                                              owner=self.owner, heartbeat_at=self.clock.now()):
+                return Decision(False, "raced", "someone else decided first", run_id)
+            self._submit(self._verify_then_drive, run_id, step_key, user)
+            return Decision(True, "verifying", f"verifying {step_key}", run_id)
+        if action == "rollback":
+            if not self.store.transition_step(run_id, step_key, ["interrupted"], "failed", actor=user,
+                                              front_end=front_end, error=f"interrupted; {user} chose rollback",
+                                              finished_at=self.clock.now()):
+                return Decision(False, "raced", "someone else decided first", run_id)
+            return self._begin_rollback(self.store.get_run(run_id), loaded, self.store.get_steps(run_id),
+                                        actor=user, front_end=front_end,
+                                        reason=f"{step_key} was interrupted; {user} chose rollback "
+                                               "(its own effect is unknown and is not undone)")
+        return Decision(False, "bad_action", "choose one of verify, retry, skip, rollback", run_id)
+
+    def replan(self, run_id: str, *, user: str, front_end: str) -> Decision:
+        """Accept the runbook as it now is on disk: re-plan every step that has not started."""
+        run = self.store.find_run(run_id)
+        if run is None:
+            return Decision(False, "no_run", f"no run {run_id}")
+        run_id = run["id"]
+        try:
+            loaded = load_runbook(run["runbook_path"])
+        except RunbookInvalid as exc:
+            return Decision(False, "runbook_invalid", f"the runbook now has errors:\n{exc}", run_id)
+        if loaded.model.name != run["runbook"]:
+            return Decision(False, "runbook_renamed", f"{run['runbook_path']} is now runbook "
+                            f"{loaded.model.name!r}, not {run['runbook']!r}", run_id)
+        steps = {s["key"]: s for s in self.store.get_steps(run_id)}
+        forward = {s.id for s in loaded.model.steps}
+        started = [k for k, s in steps.items() if s["phase"] == "forward" and s["state"] not in ("pending",)]
+        missing = [k for k in started if k not in forward]
+        if missing:
+            return Decision(False, "replan_conflict", f"steps already started are gone from the runbook: "
+                            f"{', '.join(missing)}", run_id)
+        with self.store.transaction() as conn:
+            for key, step in steps.items():
+                if step["state"] in ("planned", "awaiting_approval"):
+                    self.store.transition_step_in(conn, run_id, key, [step["state"]], "pending", actor=user,
+                                                  front_end=front_end, action="step.replanned",
+                                                  require_run_state=None)
+            conn.execute("DELETE FROM steps WHERE run_id = ? AND state = 'pending' AND phase = 'forward'", (run_id,))
+            done = {k for k, s in steps.items() if s["phase"] == "forward" and s["state"] != "pending"}
+            new_steps = [{"key": s.id, "step_id": s.id, "idx": i, "kind": s.kind, "phase": "forward"}
+                         for i, s in enumerate(loaded.model.steps) if s.id not in done]
+            self.store.insert_steps_in(conn, run_id, new_steps)
+            conn.execute("UPDATE runs SET runbook_sha256 = ?, updated_at = ? WHERE id = ?",
+                         (loaded.sha256, self.clock.now(), run_id))
+            self.store.event_in(conn, run_id=run_id, action="run.replanned", actor=user, front_end=front_end,
+                                detail={"old_sha256": run["runbook_sha256"], "new_sha256": loaded.sha256})
+        self._runbooks[(run["runbook_path"], loaded.sha256)] = loaded
+        self._kick(run_id)
+        return Decision(True, "replanned", f"run {run_id} re-planned against the runbook as it is now", run_id)
+
+    def resume_all(self) -> list[str]:
+        """On start-up: mark steps whose process died `interrupted`, then drive every active run."""
+        resumed = []
+        now = self.clock.now()
+        for run in self.store.list_runs(states=ACTIVE_RUN, limit=10_000):
+            for step in self.store.get_steps(run["id"]):
+                if step["state"] not in ("applying", "verifying"):
+                    continue
+                beat = step.get("heartbeat_at") or step.get("started_at") or 0
+                if _owner_alive(step.get("owner")) and now - beat < STALE_AFTER_SECONDS:
+                    continue  # another live process is applying it
+                self.store.transition_step(
+                    run["id"], step["key"], [step["state"]], "interrupted", actor=ENGINE, front_end=ENGINE,
+                    action="step.interrupted",
+                    detail={"owner": step.get("owner"), "was": step["state"],
+                            "next": "a person decides: verify, retry, skip or rollback"},
+                )
+            try:
+                self._runbook_for(run)
+            except RunbookChanged as exc:
+                self._safe_channel("notify", self.view(run["id"]), str(exc), "error")
+                continue
+            resumed.append(run["id"])
+            self._kick(run["id"])
+        return resumed
+
+    def view(self, run_id: str) -> RunView:
+        run = self.store.find_run(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        loaded = self._runbook_quiet(run)
+        steps = []
+        for row in self.store.get_steps(run["id"]):
+            policy, needs = None, False
+            if loaded is not None:
+                spec = self._spec_for(loaded, row)
+                if spec is not None:
+                    kind = kinds().get(spec.kind if isinstance(spec, RollbackSpec) else spec.kind)
+                    pol = loaded.model.policy_for(spec, mutating=bool(kind and kind.mutating))
+                    if pol is not None:
+                        needs = True
+                        policy = self._policy_dict(pol, loaded, run)
+            approvals = self.store.approvals(run["id"], row["key"], row["request_no"]) if row["request_no"] else []
+            steps.append(StepView(
+                run_id=run["id"], key=row["key"], step_id=row["step_id"], kind=row["kind"], phase=row["phase"],
+                state=row["state"], index=row["idx"], plan=row["plan"], result=row["result"],
+                verification=row["verification"], error=row["error"],
+                approvals=[{"approver": a["approver"], "decision": a["decision"], "at": a["at"],
+                            "reason": a["reason"], "front_end": a["front_end"]} for a in approvals],
+                needs_approval=needs, approval_policy=policy, requested_at=row["requested_at"],
+                started_at=row["started_at"], finished_at=row["finished_at"],
+            ))
+        return RunView(id=run["id"], runbook=run["runbook"], state=run["state"], params=run["params"],
+                       started_by=run["started_by"], front_end=run["front_end"], created_at=run["created_at"],
+                       updated_at=run["updated_at"], steps=steps, chat=run["chat"], error=run["error"],
+                       dry_run=run["dry_run"])
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Tests and the console: wait until no background work is queued or running."""
+        if self.executor is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.executor._work_queue.qsize() == 0 and all(not l.locked() for l in list(self._drive_locks.values())):
+                time.sleep(0.05)
+                if self.executor._work_queue.qsize() == 0 and all(
+                        not l.locked() for l in list(self._drive_locks.values())):
+                    return
+            time.sleep(0.02)
+
+    def shutdown(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=False)
+
+    # ------------------------------------------------------------------------------------------
+    # Loading, params, targets, rendering.
+    # ------------------------------------------------------------------------------------------
+
+    def _coerce_params(self, loaded: LoadedRunbook, params: dict[str, Any]) -> dict[str, Any]:
+        spec = loaded.model.params
+        unknown = sorted(set(params) - set(spec))
+        problems = [f"unknown parameter {name!r} (this runbook takes: {', '.join(spec) or 'none'})"
+                    for name in unknown]
+        typed: dict[str, Any] = {}
+        for name, param in spec.items():
+            if name in params:
+                try:
+                    typed[name] = param.coerce(params[name])
+                except ValueError as exc:
+                    problems.append(f"parameter {name}: {exc}")
+            elif param.default is not None:
+                typed[name] = param.coerce(param.default)
+            elif param.is_required:
+                problems.append(f"parameter {name} is required ({param.type}"
+                                + (f": {', '.join(param.choices or [])}" if param.choices else "") + ")")
+        if problems:
+            raise StartRefused("; ".join(problems))
+        return typed
+
+    def _targets(self, loaded: LoadedRunbook, params: dict[str, Any]) -> dict[str, Any]:
+        ctx = TemplateContext(params=params, targets={}, env=env_values(loaded.model.env), outputs={})
+        out = {}
+        for name, raw in loaded.model.targets.items():
+            try:
+                out[name] = parse_target(render_value(raw, ctx))
+            except (TemplateNameError, TemplateSyntaxProblem) as exc:
+                raise StartRefused(f"targets.{name}: {exc}") from None
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise StartRefused(f"targets.{name}.{format_path(first['loc'])}: {first['msg']}") from None
+        return out
+
+    def _runbook_for(self, run: dict[str, Any]) -> LoadedRunbook:
+        """The run's runbook as it was when the run started; RunbookChanged when the file differs."""
+        key = (run["runbook_path"], run["runbook_sha256"])
+        cached = self._runbooks.get(key)
+        path = Path(run["runbook_path"])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RunbookChanged(f"run {run['id']}: its runbook {path} is gone; refusing to go on") from None
+        import hashlib
+
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest != run["runbook_sha256"]:
+            raise RunbookChanged(
+                f"run {run['id']}: {path} changed on disk since the run started (sha256 {run['runbook_sha256'][:12]} "
+                f"-> {digest[:12]}); refusing to go on. Re-plan it explicitly (`runbook-bot replan {run['id']}`) "
+                f"or abort it."
+            )
+        if cached is None:
+            try:
+                cached = load_runbook(path)
+            except RunbookInvalid as exc:
+                raise RunbookChanged(f"run {run['id']}: its runbook no longer loads:\n{exc}") from None
+            self._runbooks[key] = cached
+        return cached
+
+    def _runbook_quiet(self, run: dict[str, Any]) -> LoadedRunbook | None:
+        try:
+            return self._runbook_for(run)
+        except RunbookChanged:
+            return None
+
+    def _spec_for(self, loaded: LoadedRunbook, row: dict[str, Any]) -> Step | RollbackSpec | None:
+        """The runbook entry a step row runs: a step, a step's explicit rollback, or a kind's own undo."""
+        try:
+            step = loaded.model.step(row["step_id"])
+        except KeyError:
+            return None
+        if row["key"].startswith(UNDO_PREFIX):
+            return step.rollback if step.rollback is not None else step
+        return step
+
+    def _template_ctx(self, loaded: LoadedRunbook, run: dict[str, Any]) -> TemplateContext:
+        params = run["params"]
+        base = TemplateContext(params=params, targets={}, env=env_values(loaded.model.env), outputs={})
+        targets = {name: render_value(raw, base) for name, raw in loaded.model.targets.items()}
+        outputs = {}
+        for row in self.store.get_steps(run["id"]):
+            if row["phase"] == "forward" and row["state"] in ("succeeded", "rolled_back") and row["result"]:
+                outputs[row["step_id"]] = row["result"].get("outputs", {})
+        return TemplateContext(params=params, targets=targets, env=base.env, outputs=outputs)
+
+    def _policy_dict(self, policy: ApprovalPolicy, loaded: LoadedRunbook, run: dict[str, Any]) -> dict[str, Any]:
+        data = policy.model_dump()
+        if policy.confirm_text:
+            try:
+                data["confirm_text"] = render_string(policy.confirm_text, self._template_ctx(loaded, run))
+            except (TemplateNameError, TemplateSyntaxProblem):
+                data["confirm_text"] = policy.confirm_text
+        return data
+
+    def _inputs(self, kind: StepKind, raw: dict[str, Any], tctx: TemplateContext) -> Any:
+        try:
+            rendered = render_value(raw, tctx)
+        except (TemplateNameError, TemplateSyntaxProblem) as exc:
+            raise StepError(f"with: {exc}") from None
+        try:
+            return kind.Inputs.model_validate(rendered)
+        except ValidationError as exc:
+            problems = "; ".join(f"with.{format_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise StepError(f"inputs are not valid once rendered: {problems}") from None
+
+    # ------------------------------------------------------------------------------------------
+    # Driving.
+    # ------------------------------------------------------------------------------------------
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self.executor is None:
+            fn(*args)
+        else:
+            self.executor.submit(self._guarded, fn, *args)
+
+    def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a background task must leave a trace, never die silently
+            log.error("engine task %s failed:\n%s", fn.__name__, secret_values.redact(traceback.format_exc()))
+
+    def _kick(self, run_id: str) -> None:
+        self._submit(self._drive, run_id)
+
+    def _drive_lock(self, run_id: str) -> threading.Lock:
+        with self._guard:
+            return self._drive_locks.setdefault(run_id, threading.Lock())
+
+    def _drive(self, run_id: str) -> None:
+        """Move the run forward until it needs a person or ends. One driver per run per process."""
+        lock = self._drive_lock(run_id)
+        if not lock.acquire(blocking=False):
+            return  # another thread is driving it and will see whatever changed
+        try:
+            while self._drive_once(run_id):
+                pass
+        finally:
+            lock.release()
+
+    def _drive_once(self, run_id: str) -> bool:
+        """One move; True when there may be more to do right away."""
+        run = self.store.get_run(run_id)
+        if run is None or run["state"] not in ACTIVE_RUN:
+            return False
+        try:
+            loaded = self._runbook_for(run)
+        except RunbookChanged as exc:
+            self._safe_channel("notify", self.view(run_id), str(exc), "error")
+            self.store.add_event(run_id, "run.resume_refused", actor=ENGINE, front_end=ENGINE,
+                                 detail={"reason": str(exc)})
+            return False
+        steps = self.store.get_steps(run_id)
+        current = next((s for s in steps if s["state"] not in TERMINAL_STEP), None)
+        if current is None:
+            self._finish(run)
+            return False
+        state = current["state"]
+        if state == "pending":
+            return self._plan_step(run, loaded, current)
+        if state == "planned":
+            return self._after_plan(run, loaded, current)
+        return False  # awaiting_approval, applying, verifying, interrupted: someone else moves it
+
+    def _finish(self, run: dict[str, Any]) -> None:
+        to = "succeeded" if run["state"] == "running" else "rolled_back"
+        failed = [s for s in self.store.get_steps(run["id"]) if s["state"] == "failed"]
+        if to == "succeeded" and failed:
+            detail = {"failed_steps_continued": [s["key"] for s in failed]}
+        else:
+            detail = None
+        if self.store.transition_run(run["id"], [run["state"]], to, actor=ENGINE, front_end=ENGINE,
+                                     detail=detail, release_locks=True):
+            self._safe_channel("run_finished", self.view(run["id"]))
+
+    def _kind_and_inputs(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]):
+        spec = self._spec_for(loaded, row)
+        if spec is None:
+            raise StepError(f"step {row['step_id']} is not in the runbook")
+        kind = kinds()[spec.kind]()
+        tctx = self._template_ctx(loaded, run)
+        inputs = self._inputs(kind, spec.with_, tctx)
+        return spec, kind, inputs
+
+    def _original(self, run_id: str, row: dict[str, Any]) -> dict[str, Any] | None:
+        if row["key"].startswith(UNDO_PREFIX):
+            return self.store.get_step(run_id, row["step_id"])
+        return None
+
+    def _plan_step(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]) -> bool:
+        run_id, key = run["id"], row["key"]
+        try:
+            spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
+            ctx = self._ctx(run, loaded, row)
+            original = self._original(run_id, row)
+            if original is not None and not isinstance(spec, RollbackSpec):
+                plan = kind.plan_rollback(ctx, inputs, Result.model_validate(original["result"] or {"summary": ""}))
+            else:
+                plan = kind.plan(ctx, inputs)
+        except Exception as exc:  # noqa: BLE001 -- recorded as the step's failure with its type
+            return self._fail(run, loaded, row, self._describe(exc), from_states=["pending"])
+        if not self.store.transition_step(run_id, key, ["pending"], "planned", actor=ENGINE, front_end=ENGINE,
+                                          plan=plan.model_dump()):
+            return True  # someone else planned it; look again
+        view = self.view(run_id)
+        self._safe_channel("run_updated", view)
+        self._safe_channel("post_plan", view, self._step_view(view, key))
+        if plan.blocking:
+            return self._fail(run, loaded, self.store.get_step(run_id, key),
+                              "the plan refused: " + "; ".join(plan.blocking), from_states=["planned"])
+        return True
+
+    def _after_plan(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]) -> bool:
+        run_id, key = run["id"], row["key"]
+        if run["dry_run"]:
+            self.store.transition_step(run_id, key, ["planned"], "skipped", actor=ENGINE, front_end=ENGINE,
+                                       action="step.dry_run", finished_at=self.clock.now())
+            return True
+        spec = self._spec_for(loaded, row)
+        kind_cls = kinds()[spec.kind]
+        policy = loaded.model.policy_for(spec, mutating=kind_cls.mutating)
+        if policy is None:
+            if self.store.transition_step(run_id, key, ["planned"], "applying", actor=ENGINE, front_end=ENGINE,
+                                          action="step.applying", owner=self.owner,
+                                          heartbeat_at=self.clock.now(), started_at=self.clock.now(),
+                                          detail={"approval": "not required"}):
+                self._execute(run_id, key)
+            return True
+        if self.store.transition_step(run_id, key, ["planned"], "awaiting_approval", actor=ENGINE,
+                                      front_end=ENGINE, requested_at=self.clock.now(),
+                                      request_no=(row["request_no"] or 0) + 1,
+                                      detail={"approvers": policy.approvers, "min": policy.min}):
+            view = self.view(run_id)
+            self._safe_channel("run_updated", view)
+            self._safe_channel("request_approval", view, self._step_view(view, key))
+        return False
+
+    def _ctx(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any],
+             timeout: float | None = None) -> StepContext:
+        run_id, key = run["id"], row["key"]
+        tctx = self._template_ctx(loaded, run)
+        targets = self._targets(loaded, run["params"])
+        cancel = self._cancel_event(run_id)
+        last_check = [0.0]
+        last_progress = [0.0]
+
+        def is_cancelled() -> bool:
+            if cancel.is_set():
+                return True
+            now = time.monotonic()
+            if now - last_check[0] > 1.0:  # another process may have aborted the run
+                last_check[0] = now
+                current = self.store.get_run(run_id)
+                if current is None or current["state"] not in ACTIVE_RUN:
+                    cancel.set()
+                    return True
+                self.store.heartbeat(run_id, key, self.owner)  # tells a restarting process we are alive
+            return False
+
+        started = time.monotonic()
+
+        def on_progress(done: float, total: float | None, message: str, unit: str) -> None:
+            now = time.monotonic()
+            final = total is not None and done >= total
+            if now - last_progress[0] < self.progress_interval and not final:
+                return
+            last_progress[0] = now
+            elapsed = now - started
+            rate = done / elapsed if elapsed > 0 and done else None
+            eta = (total - done) / rate if rate and total is not None and total > done else None
+            view = self.view(run_id)
+            self._safe_channel("report_progress", view, self._step_view(view, key),
+                               Progress(done=done, total=total, message=secret_values.redact(message), unit=unit,
+                                        rate=rate, eta_seconds=eta))
+
+        def on_log(message: str) -> None:
+            self.store.add_event(run_id, "step.log", actor=ENGINE, front_end=ENGINE, step_key=key,
+                                 detail={"message": message})
+
+        def history() -> list[StepRecord]:
+            return [StepRecord(step_id=s["step_id"], kind=s["kind"], state=s["state"], plan=s["plan"],
+                               result=s["result"], finished_at=s["finished_at"])
+                    for s in self.store.get_steps(run_id) if s["key"] != key]
+
+        deadline = self.clock.now() + timeout if timeout else None
+        return StepContext(run_id=run_id, step_id=row["step_id"], runbook_name=loaded.model.name,
+                           params=run["params"], targets=targets, outputs=dict(tctx.outputs), clock=self.clock,
+                           deadline=deadline, is_cancelled=is_cancelled, on_progress=on_progress, on_log=on_log,
+                           history_fn=history, store=self.store)
+
+    def _execute_then_drive(self, run_id: str, key: str) -> None:
+        self._execute(run_id, key)
+        self._drive(run_id)
+
+    def _execute(self, run_id: str, key: str) -> None:
+        """Apply then verify a step this process has just moved to `applying` (the CAS winner only)."""
+        run = self.store.get_run(run_id)
+        row = self.store.get_step(run_id, key)
+        try:
+            loaded = self._runbook_for(run)
+        except RunbookChanged as exc:
+            self._fail(run, None, row, str(exc), from_states=["applying"])
+            return
+        self._safe_channel("run_updated", self.view(run_id))
+        try:
+            spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
+        except StepError as exc:
+            self._fail(run, loaded, row, str(exc), from_states=["applying"])
+            return
+        timeout = spec.timeout
+        retries = spec.retries if isinstance(spec, Step) else None
+        attempts = retries.attempts if retries else 1
+        ctx = self._ctx(run, loaded, row, timeout=timeout)
+        plan = Plan.model_validate(row["plan"] or {"summary": ""})
+        original = self._original(run_id, row)
+        undo_of = None
+        if original is not None and not isinstance(spec, RollbackSpec):
+            undo_of = Result.model_validate(original["result"] or {"summary": ""})
+
+        result: Result | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                ctx.check_cancelled()
+                result = kind.rollback(ctx, inputs, undo_of) if undo_of is not None else kind.apply(ctx, inputs, plan)
+                if not isinstance(result, Result):
+                    raise TypeError(f"{kind.name}.apply returned {type(result).__name__}, not Result")
+                if undo_of is None and kind.Outputs is not None:
+                    kind.Outputs.model_validate(result.outputs)
+                break
+            except Exception as exc:  # noqa: BLE001 -- classified below; never swallowed
+                retryable = not isinstance(exc, Cancelled) and (
+                    (not kind.mutating and not isinstance(exc, (TypeError, ValidationError)))
+                    or (isinstance(exc, PlatformError) and exc.retryable))
+                if attempt < attempts and retryable:
+                    delay = retries.delay(attempt) if retries else 0
+                    self.store.add_event(run_id, "step.retry", actor=ENGINE, front_end=ENGINE, step_key=key,
+                                         detail={"attempt": attempt, "error": self._describe(exc),
+                                                 "next_in_seconds": delay})
+                    try:
+                        ctx.sleep(delay)
+                    except Cancelled as cancelled:
+                        self._fail(run, loaded, self.store.get_step(run_id, key), str(cancelled),
+                                   from_states=["applying"], require_run_state=None)
+                        return
+                    continue
+                # Recorded even when the run was aborted meanwhile: the step must not stay `applying`.
+                self._fail(run, loaded, self.store.get_step(run_id, key), self._describe(exc),
+                           from_states=["applying"], require_run_state=None, detail={"attempts": attempt})
+                return
+        assert result is not None
+        if not self.store.transition_step(run_id, key, ["applying"], "verifying", actor=ENGINE, front_end=ENGINE,
+                                          result=result.model_dump(), attempt=attempt,
+                                          require_run_state=None):
+            return
+        self._verify(run, loaded, key, kind, inputs, result, undo_of, ctx, attempts)
+
+    def _verify(self, run: dict[str, Any], loaded: LoadedRunbook, key: str, kind: StepKind, inputs: Any,
+                result: Result, undo_of: Result | None, ctx: StepContext, attempts: int) -> None:
+        run_id = run["id"]
+        spec = self._spec_for(loaded, self.store.get_step(run_id, key))
+        retries = spec.retries if isinstance(spec, Step) else None
+        verification: Verification | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                ctx.check_cancelled()
+                verification = (kind.verify_rollback(ctx, inputs, undo_of, result) if undo_of is not None
+                                else kind.verify(ctx, inputs, result))
+            except Exception as exc:  # noqa: BLE001 -- recorded as the verification's failure
+                verification = Verification(ok=False, summary=self._describe(exc))
+                if isinstance(exc, Cancelled):
+                    break
+            if verification is None or verification.ok:
+                break
+            if attempt < attempts:
+                try:
+                    ctx.sleep(retries.delay(attempt) if retries else 0)
+                except Cancelled:
+                    break
+        if verification is not None and not verification.ok:
+            self._fail(run, loaded, self.store.get_step(run_id, key), f"verification failed: {verification.summary}",
+                       from_states=["verifying"], verification=verification.model_dump(), require_run_state=None)
+            return
+        if self.store.transition_step(run_id, key, ["verifying"], "succeeded", actor=ENGINE, front_end=ENGINE,
+                                      verification=verification.model_dump() if verification else None,
+                                      finished_at=self.clock.now(), require_run_state=None):
+            row = self.store.get_step(run_id, key)
+            if undo_of is not None or key.startswith(UNDO_PREFIX):
+                self.store.transition_step(run_id, row["step_id"], ["succeeded"], "rolled_back", actor=ENGINE,
+                                           front_end=ENGINE, require_run_state=None)
+            view = self.view(run_id)
+            self._safe_channel("step_finished", view, self._step_view(view, key))
+            self._safe_channel("run_updated", view)
+
+    def _verify_then_drive(self, run_id: str, key: str, user: str) -> None:
+        run = self.store.get_run(run_id)
+        loaded = self._runbook_for(run)
+        row = self.store.get_step(run_id, key)
+        try:
+            spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
+        except StepError as exc:
+            self._fail(run, loaded, row, str(exc), from_states=["verifying"])
+            return
+        result = Result.model_validate(row["result"] or {"summary": f"marked as applied by {user}"})
+        self._verify(run, loaded, key, kind, inputs, result, None, self._ctx(run, loaded, row), 1)
+        self._drive(run_id)
+
+    # ------------------------------------------------------------------------------------------
+    # Approvals.
+    # ------------------------------------------------------------------------------------------
+
+    def _decide(self, run_id: str, key: str, *, user: str, front_end: str, approve: bool,
+                confirm: str | None = None, reason: str = "") -> Decision:
+        run = self.store.find_run(run_id)
+        if run is None:
+            return Decision(False, "no_run", f"no run {run_id}")
+        run_id = run["id"]
+        row = self.store.get_step(run_id, key)
+        if row is None:
+            return Decision(False, "no_step", f"run {run_id} has no step {key}", run_id)
+        try:
+            loaded = self._runbook_for(run)
+        except RunbookChanged as exc:
+            self.store.add_event(run_id, "approval.refused", actor=user, front_end=front_end, step_key=key,
+                                 detail={"code": "runbook_changed"})
+            return Decision(False, "runbook_changed", str(exc), run_id)
+        spec = self._spec_for(loaded, row)
+        kind_cls = kinds()[spec.kind]
+        policy = loaded.model.policy_for(spec, mutating=kind_cls.mutating)
+        if policy is None:
+            return Decision(False, "no_approval_needed", f"{key} needs no approval", run_id)
+
+        def refuse(code: str, message: str) -> Decision:
+            self.store.add_event(run_id, "approval.refused", actor=user, front_end=front_end, step_key=key,
+                                 detail={"code": code, "message": message})
+            return Decision(False, code, message, run_id)
+
+        if row["state"] != "awaiting_approval":
+            return self._already(run_id, row, user, front_end)
+        if approve:
+            if not any(self._matches(user, a) for a in policy.approvers):
+                return refuse("not_allowed", f"{user} is not an approver of {key} "
+                              f"(approvers: {', '.join(policy.approvers)})")
+            if user == run["started_by"] and not policy.allow_self:
+                return refuse("self_approval", f"{user} started this run and the runbook does not allow "
+                              "self-approval; another approver must approve")
+            if policy.expires_after and row["requested_at"] and \
+                    self.clock.now() - row["requested_at"] > policy.expires_after:
+                return refuse("expired", f"the approval request for {key} expired "
+                              f"{_ago(self.clock.now() - row['requested_at'] - policy.expires_after)} ago; "
+                              f"re-plan the run (`runbook-bot replan {run_id}`) to get a fresh plan")
+            if policy.confirm_text:
+                expected = self._policy_dict(policy, loaded, run)["confirm_text"]
+                if confirm is None:
+                    return Decision(False, "confirm_required", f"type {expected!r} to approve {key}", run_id)
+                if confirm.strip() != expected:
+                    return refuse("confirm_mismatch", f"you typed {confirm.strip()!r}; type {expected!r} exactly "
+                                  "to approve")
+        else:
+            if not any(self._matches(user, a) for a in policy.approvers) and user != run["started_by"]:
+                return refuse("not_allowed", f"{user} may not reject {key}: only its approvers or the "
+                              "person who started the run may")
+
+        won = False
+        still = 0
+        with self.store.transaction() as conn:
+            current = conn.execute("SELECT state, request_no FROM steps WHERE run_id = ? AND key = ?",
+                                   (run_id, key)).fetchone()
+            if current["state"] != "awaiting_approval":
+                decided = None
+            else:
+                request_no = current["request_no"]
+                inserted = self.store.insert_approval(conn, run_id=run_id, key=key, request_no=request_no,
+                                                      approver=user, decision="approve" if approve else "reject",
+                                                      reason=reason or None, front_end=front_end)
+                if not inserted:
+                    decided = "duplicate"
+                else:
+                    decided = "recorded"
+                    self.store.event_in(conn, run_id=run_id, step_key=key, actor=user, front_end=front_end,
+                                        action="approval.granted" if approve else "approval.rejected",
+                                        detail={"request_no": request_no, "reason": reason or None})
+                    if approve:
+                        count = conn.execute(
+                            "SELECT COUNT(*) FROM approvals WHERE run_id = ? AND step_key = ? AND request_no = ?"
+                            " AND decision = 'approve'", (run_id, key, request_no)).fetchone()[0]
+                        if count >= policy.min:
+                            won = self.store.transition_step_in(
+                                conn, run_id, key, ["awaiting_approval"], "applying", actor=user,
+                                front_end=front_end, action="step.approved", owner=self.owner,
+                                heartbeat_at=self.clock.now(), started_at=self.clock.now(),
+                                detail={"approvals": count, "min": policy.min})
+                        else:
+                            still = policy.min - count
+                    else:
+                        self.store.transition_step_in(
+                            conn, run_id, key, ["awaiting_approval"], "failed", actor=user, front_end=front_end,
+                            action="step.rejected", error=f"rejected by {user}" + (f": {reason}" if reason else ""),
+                            finished_at=self.clock.now())
+        if decided is None:
+            return self._already(run_id, self.store.get_step(run_id, key), user, front_end)
+        if decided == "duplicate":
+            return Decision(False, "already_decided", f"you already decided on {key}", run_id)
+        view = self.view(run_id)
+        self._safe_channel("approval_recorded", view, self._step_view(view, key),
+                           {"user": user, "decision": "approve" if approve else "reject", "reason": reason})
+        if not approve:
+            self._after_failure(self.store.get_run(run_id), loaded, self.store.get_step(run_id, key))
+            return Decision(True, "rejected", f"{key} rejected by {user}", run_id)
+        if won:
+            self._submit(self._execute_then_drive, run_id, key)
+            return Decision(True, "approved", f"{key} approved by {user}; applying", run_id)
+        return Decision(True, "waiting_more", f"approval recorded; {still} more needed", run_id)
+
+    def _already(self, run_id: str, row: dict[str, Any], user: str, front_end: str) -> Decision:
+        approvals = self.store.approvals(run_id, row["key"], row["request_no"]) if row["request_no"] else []
+        approvers = [a for a in approvals if a["decision"] == "approve"]
+        rejecters = [a for a in approvals if a["decision"] == "reject"]
+        self.store.add_event(run_id, "approval.refused", actor=user, front_end=front_end, step_key=row["key"],
+                             detail={"code": "already_decided", "state": row["state"]})
+        if rejecters:
+            who = rejecters[0]
+            return Decision(False, "already_decided", f"already rejected by {who['approver']} at "
+                            f"{_clock(who['at'])}", run_id)
+        if approvers and row["state"] not in ("pending", "planned"):
+            names = ", ".join(f"{a['approver']} at {_clock(a['at'])}" for a in approvers)
+            return Decision(False, "already_decided", f"already approved by {names}; the step is {row['state']}",
+                            run_id)
+        return Decision(False, "not_awaiting", f"{row['key']} is {row['state']}, not waiting for approval", run_id)
+
+    def _matches(self, user: str, spec: str) -> bool:
+        try:
+            return bool(self.directory.matches(user, spec))
+        except PlatformError as exc:
+            log.warning("approver lookup of %s failed: %s", spec, exc)
+            return False
+
+    # ------------------------------------------------------------------------------------------
+    # Failure and rollback.
+    # ------------------------------------------------------------------------------------------
+
+    def _fail(self, run: dict[str, Any], loaded: LoadedRunbook | None, row: dict[str, Any], message: str, *,
+              from_states: list[str], require_run_state: Any = ACTIVE_RUN, **fields: Any) -> bool:
+        moved = self.store.transition_step(run["id"], row["key"], from_states, "failed", actor=ENGINE,
+                                           front_end=ENGINE, error=message, finished_at=self.clock.now(),
+                                           require_run_state=require_run_state, **fields)
+        if not moved:
+            return True
+        view = self.view(run["id"])
+        self._safe_channel("step_finished", view, self._step_view(view, row["key"]))
+        self._after_failure(self.store.get_run(run["id"]), loaded, self.store.get_step(run["id"], row["key"]))
+        return True
+
+    def _after_failure(self, run: dict[str, Any], loaded: LoadedRunbook | None, row: dict[str, Any]) -> None:
+        if run["state"] not in ACTIVE_RUN:
+            return
+        if run["state"] == "rolling_back":
+            self.store.transition_run(run["id"], ["rolling_back"], "failed", actor=ENGINE, front_end=ENGINE,
+                                      error=f"rollback step {row['key']} failed: {row['error']}; the undo steps after "
+                                            "it were not run", release_locks=True)
+            self._safe_channel("run_finished", self.view(run["id"]))
+            return
+        on_failure = "abort"
+        if loaded is not None:
+            spec = self._spec_for(loaded, row)
+            if isinstance(spec, Step):
+                on_failure = spec.on_failure
+        if on_failure == "continue":
+            self._kick(run["id"])
+            return
+        if on_failure == "rollback" and loaded is not None:
+            decision = self._begin_rollback(run, loaded, self.store.get_steps(run["id"]), actor=ENGINE,
+                                            front_end=ENGINE, reason=f"{row['key']} failed and its runbook says "
+                                                                     "on_failure: rollback")
+            if decision.ok:
+                return
+        if self.store.transition_run(run["id"], ["running"], "failed", actor=ENGINE, front_end=ENGINE,
+                                     error=f"{row['key']} failed: {row['error']}", release_locks=True):
+            self._safe_channel("run_finished", self.view(run["id"]))
+
+    def _begin_rollback(self, run: dict[str, Any], loaded: LoadedRunbook, steps: list[dict[str, Any]], *,
+                        actor: str, front_end: str, reason: str) -> Decision:
+        run_id = run["id"]
+        registry = kinds()
+        undo: list[dict[str, Any]] = []
+        existing = {s["key"] for s in steps}
+        for row in sorted((s for s in steps if s["phase"] == "forward" and s["state"] == "succeeded"),
+                          key=lambda s: s["idx"], reverse=True):
+            spec = loaded.model.step(row["step_id"])
+            if spec.rollback is None and not registry[spec.kind]().can_rollback():
+                continue
+            key = UNDO_PREFIX + row["step_id"]
+            if key not in existing:
+                undo.append({"key": key, "step_id": row["step_id"], "kind": (spec.rollback or spec).kind,
+                             "phase": "rollback"})
+        for spec in loaded.model.rollback:
+            if spec.id not in existing:
+                undo.append({"key": spec.id, "step_id": spec.id, "kind": spec.kind, "phase": "rollback"})
+        base = max([s["idx"] for s in steps] + [ROLLBACK_IDX - 1]) + 1
+        for i, item in enumerate(undo):
+            item["idx"] = base + i
+        targets = self._targets(loaded, run["params"])
+        lock_keys = sorted({t.lock_key() for t in targets.values()}) or \
+            [f"runbook:{loaded.model.name}:{json.dumps(run['params'], sort_keys=True)}"]
+        try:
+            with self.store.transaction() as conn:
+                if not self.store.transition_run_in(conn, run_id, ["running", "succeeded", "failed", "aborted"],
+                                                    "rolling_back", actor=actor, front_end=front_end,
+                                                    detail={"reason": reason, "undo": [u["key"] for u in undo]}):
+                    return Decision(False, "not_possible", f"run {run_id} cannot roll back from its state", run_id)
+                self.store.acquire_locks_in(conn, run_id, lock_keys)
+                for row in steps:
+                    if row["phase"] == "forward" and row["state"] in ("pending", "planned", "awaiting_approval"):
+                        self.store.transition_step_in(conn, run_id, row["key"], [row["state"]], "skipped",
+                                                      actor=actor, front_end=front_end, action="step.skipped",
+                                                      detail={"reason": "the run is rolling back"},
+                                                      require_run_state=None)
+                self.store.insert_steps_in(conn, run_id, undo)
+        except LockHeld as exc:
+            return Decision(False, "locked", f"cannot roll back now: {exc}", run_id)
+        self._cancel.pop(run_id, None)
+        view = self.view(run_id)
+        self._safe_channel("notify", view, f"rolling back: {reason}", "warning")
+        self._safe_channel("run_updated", view)
+        self._kick(run_id)
+        if not undo:
+            return Decision(True, "rolling_back", "nothing to undo; the run is marked rolled back", run_id)
+        return Decision(True, "rolling_back", f"rolling back {len(undo)} step(s): "
+                        f"{', '.join(u['key'] for u in undo)}; each asks for approval as usual", run_id)
+
+    # ------------------------------------------------------------------------------------------
+    # Small helpers.
+    # ------------------------------------------------------------------------------------------
+
+    def _cancel_event(self, run_id: str) -> threading.Event:
+        with self._guard:
+            return self._cancel.setdefault(run_id, threading.Event())
+
+    @staticmethod
+    def _step_view(view: RunView, key: str) -> StepView:
+        return next(s for s in view.steps if s.key == key)
+
+    @staticmethod
+    def _describe(exc: BaseException) -> str:
+        if isinstance(exc, (StepError, PlatformError, Cancelled, StartRefused)):
+            return secret_values.redact(str(exc))
+        if isinstance(exc, ValidationError):
+            return "invalid data: " + "; ".join(f"{format_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+        log.error("step raised %s:\n%s", type(exc).__name__, secret_values.redact(traceback.format_exc()))
+        return secret_values.redact(f"unexpected {type(exc).__name__}: {exc}")
+
+    def _safe_channel(self, method: str, *args: Any) -> None:
+        """Tell people; a front end's failure is logged and never breaks the state machine."""
+        try:
+            getattr(self.channel, method)(*args)
+        except Exception:  # the run's state is already stored; a lost message is logged loudly
+            log.error("channel.%s failed:\n%s", method, secret_values.redact(traceback.format_exc()))
+
+
+def _clock(ts: float | None) -> str:
+    if not ts:
+        return "?"
+    return time.strftime("%H:%M:%S UTC", time.gmtime(ts))
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
