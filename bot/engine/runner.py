@@ -186,10 +186,8 @@ class Runner:
         except LockHeld as exc:
             raise StartRefused(str(exc)) from None
         self._runbooks[(str(Path(path).resolve()), loaded.sha256)] = loaded
-        view = self.view(run_id)
-        self._safe_channel("run_updated", view)
-        for warning in loaded.warnings:
-            self._safe_channel("notify", view, f"lint: {warning}", "warning")
+        self._tell(run_id, ("run_updated", None),
+                   *[("notify", None, f"lint: {warning}", "warning") for warning in loaded.warnings])
         self._kick(run_id)
         return self.view(run_id)
 
@@ -211,8 +209,7 @@ class Runner:
             return Decision(False, "not_active", f"run {run['id']} is {run['state']}; nothing to abort",
                             run["id"])
         self._cancel_event(run["id"]).set()
-        view = self.view(run["id"])
-        self._safe_channel("run_finished", view)
+        self._tell(run["id"], ("run_finished", None))
         return Decision(True, "aborted", f"run {run['id']} aborted; a step that was applying is being stopped",
                         run["id"])
 
@@ -304,26 +301,35 @@ class Runner:
                             f"{loaded.model.name!r}, not {run['runbook']!r}", run_id)
         steps = {s["key"]: s for s in self.store.get_steps(run_id)}
         forward = {s.id for s in loaded.model.steps}
-        started = [k for k, s in steps.items() if s["phase"] == "forward" and s["state"] not in ("pending",)]
+        started = [k for k, s in steps.items() if s["phase"] == "forward"
+                   and s["state"] not in ("pending", "planned", "awaiting_approval")]
         missing = [k for k in started if k not in forward]
         if missing:
             return Decision(False, "replan_conflict", f"steps already started are gone from the runbook: "
                             f"{', '.join(missing)}", run_id)
         with self.store.transaction() as conn:
             for key, step in steps.items():
-                if step["state"] in ("planned", "awaiting_approval"):
+                if step["phase"] == "forward" and step["state"] in ("planned", "awaiting_approval"):
+                    # Back to pending, keeping request_no: approvals of the old request never count again.
                     self.store.transition_step_in(conn, run_id, key, [step["state"]], "pending", actor=user,
                                                   front_end=front_end, action="step.replanned",
                                                   require_run_state=None)
-            conn.execute("DELETE FROM steps WHERE run_id = ? AND state = 'pending' AND phase = 'forward'", (run_id,))
-            done = {k for k, s in steps.items() if s["phase"] == "forward" and s["state"] != "pending"}
-            new_steps = [{"key": s.id, "step_id": s.id, "idx": i, "kind": s.kind, "phase": "forward"}
-                         for i, s in enumerate(loaded.model.steps) if s.id not in done]
-            self.store.insert_steps_in(conn, run_id, new_steps)
+            order = [s.id for s in loaded.model.steps]
+            for key, step in steps.items():
+                if step["phase"] == "forward" and key not in forward:
+                    conn.execute("DELETE FROM steps WHERE run_id = ? AND key = ? AND state = 'pending'", (run_id, key))
+            for i, spec in enumerate(loaded.model.steps):
+                if spec.id in steps:
+                    conn.execute("UPDATE steps SET idx = ?, kind = ? WHERE run_id = ? AND key = ? AND state = 'pending'",
+                                 (i, spec.kind, run_id, spec.id))
+                else:
+                    self.store.insert_steps_in(conn, run_id, [{"key": spec.id, "step_id": spec.id, "idx": i,
+                                                               "kind": spec.kind, "phase": "forward"}])
             conn.execute("UPDATE runs SET runbook_sha256 = ?, updated_at = ? WHERE id = ?",
                          (loaded.sha256, self.clock.now(), run_id))
             self.store.event_in(conn, run_id=run_id, action="run.replanned", actor=user, front_end=front_end,
-                                detail={"old_sha256": run["runbook_sha256"], "new_sha256": loaded.sha256})
+                                detail={"old_sha256": run["runbook_sha256"], "new_sha256": loaded.sha256,
+                                        "steps": order})
         self._runbooks[(run["runbook_path"], loaded.sha256)] = loaded
         self._kick(run_id)
         return Decision(True, "replanned", f"run {run_id} re-planned against the runbook as it is now", run_id)
@@ -348,7 +354,7 @@ class Runner:
             try:
                 self._runbook_for(run)
             except RunbookChanged as exc:
-                self._safe_channel("notify", self.view(run["id"]), str(exc), "error")
+                self._tell(run["id"], ("notify", None, str(exc), "error"))
                 continue
             resumed.append(run["id"])
             self._kick(run["id"])
@@ -482,12 +488,13 @@ class Runner:
             return step.rollback if step.rollback is not None else step
         return step
 
-    def _template_ctx(self, loaded: LoadedRunbook, run: dict[str, Any]) -> TemplateContext:
+    def _template_ctx(self, loaded: LoadedRunbook, run: dict[str, Any],
+                      steps: list[dict[str, Any]] | None = None) -> TemplateContext:
         params = run["params"]
         base = TemplateContext(params=params, targets={}, env=env_values(loaded.model.env), outputs={})
         targets = {name: render_value(raw, base) for name, raw in loaded.model.targets.items()}
         outputs = {}
-        for row in self.store.get_steps(run["id"]):
+        for row in steps if steps is not None else self.store.get_steps(run["id"]):
             if row["phase"] == "forward" and row["state"] in ("succeeded", "rolled_back") and row["result"]:
                 outputs[row["step_id"]] = row["result"].get("outputs", {})
         return TemplateContext(params=params, targets=targets, env=base.env, outputs=outputs)
@@ -554,7 +561,7 @@ class Runner:
         try:
             loaded = self._runbook_for(run)
         except RunbookChanged as exc:
-            self._safe_channel("notify", self.view(run_id), str(exc), "error")
+            self._tell(run_id, ("notify", None, str(exc), "error"))
             self.store.add_event(run_id, "run.resume_refused", actor=ENGINE, front_end=ENGINE,
                                  detail={"reason": str(exc)})
             return False
@@ -579,7 +586,7 @@ class Runner:
             detail = None
         if self.store.transition_run(run["id"], [run["state"]], to, actor=ENGINE, front_end=ENGINE,
                                      detail=detail, release_locks=True):
-            self._safe_channel("run_finished", self.view(run["id"]))
+            self._tell(run["id"], ("run_finished", None))
 
     def _kind_and_inputs(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]):
         spec = self._spec_for(loaded, row)
@@ -610,9 +617,7 @@ class Runner:
         if not self.store.transition_step(run_id, key, ["pending"], "planned", actor=ENGINE, front_end=ENGINE,
                                           plan=plan.model_dump()):
             return True  # someone else planned it; look again
-        view = self.view(run_id)
-        self._safe_channel("run_updated", view)
-        self._safe_channel("post_plan", view, self._step_view(view, key))
+        self._tell(run_id, ("run_updated", None), ("post_plan", key))
         if plan.blocking:
             return self._fail(run, loaded, self.store.get_step(run_id, key),
                               "the plan refused: " + "; ".join(plan.blocking), from_states=["planned"])
@@ -638,9 +643,7 @@ class Runner:
                                       front_end=ENGINE, requested_at=self.clock.now(),
                                       request_no=(row["request_no"] or 0) + 1,
                                       detail={"approvers": policy.approvers, "min": policy.min}):
-            view = self.view(run_id)
-            self._safe_channel("run_updated", view)
-            self._safe_channel("request_approval", view, self._step_view(view, key))
+            self._tell(run_id, ("run_updated", None), ("request_approval", key))
         return False
 
     def _ctx(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any],
@@ -676,10 +679,9 @@ class Runner:
             elapsed = now - started
             rate = done / elapsed if elapsed > 0 and done else None
             eta = (total - done) / rate if rate and total is not None and total > done else None
-            view = self.view(run_id)
-            self._safe_channel("report_progress", view, self._step_view(view, key),
-                               Progress(done=done, total=total, message=secret_values.redact(message), unit=unit,
-                                        rate=rate, eta_seconds=eta))
+            self._tell(run_id, ("report_progress", key,
+                                Progress(done=done, total=total, message=secret_values.redact(message), unit=unit,
+                                         rate=rate, eta_seconds=eta)))
 
         def on_log(message: str) -> None:
             self.store.add_event(run_id, "step.log", actor=ENGINE, front_end=ENGINE, step_key=key,
@@ -709,7 +711,7 @@ class Runner:
         except RunbookChanged as exc:
             self._fail(run, None, row, str(exc), from_states=["applying"])
             return
-        self._safe_channel("run_updated", self.view(run_id))
+        self._tell(run_id, ("run_updated", None))
         try:
             spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
         except StepError as exc:
@@ -795,9 +797,7 @@ class Runner:
             if undo_of is not None or key.startswith(UNDO_PREFIX):
                 self.store.transition_step(run_id, row["step_id"], ["succeeded"], "rolled_back", actor=ENGINE,
                                            front_end=ENGINE, require_run_state=None)
-            view = self.view(run_id)
-            self._safe_channel("step_finished", view, self._step_view(view, key))
-            self._safe_channel("run_updated", view)
+            self._tell(run_id, ("step_finished", key), ("run_updated", None))
 
     def _verify_then_drive(self, run_id: str, key: str, user: str) -> None:
         run = self.store.get_run(run_id)
@@ -908,9 +908,8 @@ class Runner:
             return self._already(run_id, self.store.get_step(run_id, key), user, front_end)
         if decided == "duplicate":
             return Decision(False, "already_decided", f"you already decided on {key}", run_id)
-        view = self.view(run_id)
-        self._safe_channel("approval_recorded", view, self._step_view(view, key),
-                           {"user": user, "decision": "approve" if approve else "reject", "reason": reason})
+        self._tell(run_id, ("approval_recorded", key,
+                            {"user": user, "decision": "approve" if approve else "reject", "reason": reason}))
         if not approve:
             self._after_failure(self.store.get_run(run_id), loaded, self.store.get_step(run_id, key))
             return Decision(True, "rejected", f"{key} rejected by {user}", run_id)
@@ -953,8 +952,7 @@ class Runner:
                                            require_run_state=require_run_state, **fields)
         if not moved:
             return True
-        view = self.view(run["id"])
-        self._safe_channel("step_finished", view, self._step_view(view, row["key"]))
+        self._tell(run["id"], ("step_finished", row["key"]))
         self._after_failure(self.store.get_run(run["id"]), loaded, self.store.get_step(run["id"], row["key"]))
         return True
 
@@ -965,7 +963,7 @@ class Runner:
             self.store.transition_run(run["id"], ["rolling_back"], "failed", actor=ENGINE, front_end=ENGINE,
                                       error=f"rollback step {row['key']} failed: {row['error']}; the undo steps after "
                                             "it were not run", release_locks=True)
-            self._safe_channel("run_finished", self.view(run["id"]))
+            self._tell(run["id"], ("run_finished", None))
             return
         on_failure = "abort"
         if loaded is not None:
@@ -983,7 +981,7 @@ class Runner:
                 return
         if self.store.transition_run(run["id"], ["running"], "failed", actor=ENGINE, front_end=ENGINE,
                                      error=f"{row['key']} failed: {row['error']}", release_locks=True):
-            self._safe_channel("run_finished", self.view(run["id"]))
+            self._tell(run["id"], ("run_finished", None))
 
     def _begin_rollback(self, run: dict[str, Any], loaded: LoadedRunbook, steps: list[dict[str, Any]], *,
                         actor: str, front_end: str, reason: str) -> Decision:
@@ -1026,9 +1024,7 @@ class Runner:
         except LockHeld as exc:
             return Decision(False, "locked", f"cannot roll back now: {exc}", run_id)
         self._cancel.pop(run_id, None)
-        view = self.view(run_id)
-        self._safe_channel("notify", view, f"rolling back: {reason}", "warning")
-        self._safe_channel("run_updated", view)
+        self._tell(run_id, ("notify", None, f"rolling back: {reason}", "warning"), ("run_updated", None))
         self._kick(run_id)
         if not undo:
             return Decision(True, "rolling_back", "nothing to undo; the run is marked rolled back", run_id)
@@ -1055,6 +1051,16 @@ class Runner:
             return "invalid data: " + "; ".join(f"{format_path(e['loc'])}: {e['msg']}" for e in exc.errors())
         log.error("step raised %s:\n%s", type(exc).__name__, secret_values.redact(traceback.format_exc()))
         return secret_values.redact(f"unexpected {type(exc).__name__}: {exc}")
+
+    def _tell(self, run_id: str, *calls: tuple[Any, ...]) -> None:
+        """Tell the channel several things about a run, building its view once (and not at all for a
+        channel that listens to nothing). Each call is `(method, step_key_or_None, *extra_args)`."""
+        if isinstance(self.channel, QuietChannel):
+            return
+        view = self.view(run_id)
+        for method, key, *extra in calls:
+            args = [view] + ([self._step_view(view, key)] if key is not None else []) + list(extra)
+            self._safe_channel(method, *args)
 
     def _safe_channel(self, method: str, *args: Any) -> None:
         """Tell people; a front end's failure is logged and never breaks the state machine."""

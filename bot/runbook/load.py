@@ -201,8 +201,30 @@ def _check_target_refs(col: _Collector, base: Path_, model: BaseModel, targets: 
 
 # -- the loader -----------------------------------------------------------------------------------
 
+_cache: dict[tuple[str, str, frozenset[str]], LoadedRunbook] = {}
+_CACHE_SIZE = 64
+
+
 def load_text(text: str, file: str = "<string>") -> LoadedRunbook:
-    """Validate runbook text; raise `RunbookInvalid` listing every error."""
+    """Validate runbook text; raise `RunbookInvalid` listing every error.
+
+    A text already validated (same file name, same bytes, same registered kinds) is not parsed
+    again: runs of one runbook share its validated model, which nothing mutates.
+    """
+    from bot.steps.base import kinds
+
+    key = (file, hashlib.sha256(text.encode()).hexdigest(), frozenset(kinds()))
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    loaded = _load_text(text, file)
+    if len(_cache) >= _CACHE_SIZE:
+        _cache.pop(next(iter(_cache)))
+    _cache[key] = loaded
+    return loaded
+
+
+def _load_text(text: str, file: str) -> LoadedRunbook:
     from bot.steps.base import kinds
 
     doc = parse_yaml(text, file)
@@ -276,6 +298,7 @@ def load_text(text: str, file: str = "<string>") -> LoadedRunbook:
             continue
         rendered = _render_checked(col, tpath, raw, base_ctx)
         if rendered is None:
+            rendered_targets[tname] = raw  # reported already; keep it so steps' references do not cascade
             continue
         templated = {(*tpath, *p) for p in template_paths(raw)}
         try:

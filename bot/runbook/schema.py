@@ -33,7 +33,9 @@ def _allow_templates(node: Any) -> Any:
     if "properties" in node and isinstance(node["properties"], dict):
         node["properties"] = {k: _allow_templates(v) for k, v in node["properties"].items()}
     typ = node.get("type")
-    if typ in ("integer", "number", "boolean", "array", "object") or "enum" in node or "const" in node:
+    constrained_string = typ == "string" and any(k in node for k in ("pattern", "format", "minLength", "maxLength"))
+    if typ in ("integer", "number", "boolean", "array", "object") or "enum" in node or "const" in node \
+            or constrained_string:
         return {"anyOf": [node, TEMPLATE_STRING]}
     return node
 
@@ -55,6 +57,22 @@ def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
         return node
 
     return walk(schema)
+
+
+DURATION = {"anyOf": [{"type": "number", "minimum": 0},
+                     {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*[dhms]\s*)+$"}],
+            "description": "seconds, or text like 30s, 10m, 1h30m, 2d"}
+
+
+def _durations(node: Any) -> Any:
+    """Durations are numbers in the model but people write `10m`: accept both."""
+    if isinstance(node, list):
+        return [_durations(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("x-duration"):
+        return dict(DURATION)
+    return {k: _durations(v) for k, v in node.items()}
 
 
 def build_schema() -> dict[str, Any]:
@@ -97,6 +115,7 @@ def build_schema() -> dict[str, Any]:
         "description": "Named platform bindings that steps refer to",
         "additionalProperties": {"oneOf": branches},
     }
+    schema = _durations(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "runbook-bot runbook"
     return schema

@@ -100,7 +100,8 @@ class _Builder:
 def parse_yaml(text: str, source: str = "<string>") -> YamlDoc:
     """Parse one YAML document; syntax problems come back as issues, never as exceptions."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        # libyaml's parser when PyYAML was built with it (marks are the same), else the Python one.
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

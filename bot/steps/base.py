@@ -177,10 +177,21 @@ def register(cls: type[StepKind]) -> type[StepKind]:
     return cls
 
 
+_plugins_loaded: set[str] = set()
+
+
 def kinds() -> dict[str, type[StepKind]]:
-    """All registered kinds (importing `bot.steps` registers the shipped ones)."""
+    """All registered kinds: the shipped ones (importing `bot.steps` registers them) plus plugin modules
+    named in `RUNBOOK_BOT_PLUGINS` (comma-separated module paths), for a team's own kinds."""
+    import importlib
+    import os
+
     import bot.steps  # noqa: F401  (registration side effect)
 
+    for module in filter(None, (m.strip() for m in os.environ.get("RUNBOOK_BOT_PLUGINS", "").split(","))):
+        if module not in _plugins_loaded:
+            importlib.import_module(module)
+            _plugins_loaded.add(module)
     return dict(REGISTRY)
 
 
