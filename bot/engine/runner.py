@@ -696,7 +696,7 @@ class Runner:
         return StepContext(run_id=run_id, step_id=row["step_id"], runbook_name=loaded.model.name,
                            params=run["params"], targets=targets, outputs=dict(tctx.outputs), clock=self.clock,
                            deadline=deadline, is_cancelled=is_cancelled, on_progress=on_progress, on_log=on_log,
-                           history_fn=history, store=self.store)
+                           history_fn=history, store=self.store, started_at=row.get("started_at"))
 
     def _execute_then_drive(self, run_id: str, key: str) -> None:
         self._execute(run_id, key)

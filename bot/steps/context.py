@@ -70,6 +70,7 @@ class StepContext:
     on_log: Callable[[str], None] = lambda message: None
     history_fn: Callable[[], list[StepRecord]] = lambda: []
     store: Any = None  # the engine's Store, for kinds that keep their own rows (watches)
+    started_at: float | None = None  # when the step started applying (its approval), for measurements
 
     def target(self, name: str) -> Any:
         """The validated binding of a target by name; a missing one is a runbook bug caught at load."""

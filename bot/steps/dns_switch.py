@@ -266,10 +266,16 @@ class DnsSwitch(StepKind):
         finished = ctx.clock.now()
         propagation = round(finished - since, 3) if since is not None and result.ok else None
         expected = _short(zone, sets, rtype)
+        # From the approval that started this step (the engine's `started_at`) to verified at every
+        # authoritative server: the number an incident review asks for after a rollback.
+        approved_at = getattr(ctx, "started_at", None)
+        from_approval = round(finished - approved_at, 3) if approved_at is not None and result.ok else None
         details = {"expected": dr.accepted_answers(zone, rtype, sets), "propagation_seconds": propagation,
-                   "convergence": result.to_dict()}
+                   "approval_to_verified_seconds": from_approval, "convergence": result.to_dict()}
         if result.ok:
             took = f" {propagation:.1f}s after the change was sent" if propagation is not None else ""
+            if from_approval is not None:
+                took += f", {from_approval:.1f}s after approval"
             summary = (f"{what}: all {len(result.servers)} authoritative servers answer {expected} for "
                        f"{inputs.record} {rtype}{took}")
         else:
