@@ -13,6 +13,7 @@ from bot import secrets
 pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.digitalocean",
+    "tests.fixtures.watch",
     "tests.fixtures.dns_server",
 ]
 
