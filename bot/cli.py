@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["verify", "retry", "skip", "rollback"])
     p.add_argument("--as", dest="user", default=None)
 
+    p = sub.add_parser("watch", help="a run's post-cutover watch: status, now, stop, chart, follow")
+    p.add_argument("run")
+    p.add_argument("action", choices=["status", "now", "stop", "chart", "follow"])
+    p.add_argument("--out", default=None, help="chart: where to write the PNG (default watch-RUN.png)")
+    p.add_argument("--as", dest="user", default=None)
+
     sub.add_parser("list", help="runbooks in the runbooks folder")
     p = sub.add_parser("validate", help="check runbook files; exit 1 on any error")
     p.add_argument("paths", nargs="+")
@@ -284,6 +290,46 @@ def cmd_resolve(args: argparse.Namespace, console: Console) -> int:
     return code
 
 
+def cmd_watch(args: argparse.Namespace, console: Console) -> int:
+    """The console's side of the watch: the same summaries Slack gets, printed here."""
+    import time
+
+    from bot.watch import service
+    from bot.watch.scheduler import WatchScheduler
+
+    runner = _runner(console)
+    run = runner.store.find_run(args.run)
+    if run is None:
+        console.print(f"[red]no run {args.run}[/]")
+        return EXIT_USAGE
+    run_id = run["id"]
+    try:
+        if args.action == "status":
+            console.print_json(data=service.status(runner.store, run_id))
+        elif args.action == "now":
+            service.tick_now(runner.store, run_id, runner.channel, run_view=runner.view)
+        elif args.action == "stop":
+            service.stop(runner.store, run_id, by=args.user or _default_user())
+            console.print(f"watch of run {run_id} stopped")
+        elif args.action == "chart":
+            out = Path(args.out or f"watch-{run_id}.png")
+            out.write_bytes(service.chart_png(runner.store, run_id))
+            console.print(f"chart written to {out}")
+        else:  # follow: run the scheduler here and print each summary until the watch ends
+            scheduler = WatchScheduler(runner.store, runner.channel, run_view=runner.view)
+            if not scheduler.start():
+                console.print("another process holds the watch scheduler's lease; its summaries go to its front end")
+            try:
+                while service.status(runner.store, run_id).get("state") == "active":
+                    time.sleep(1)
+            finally:
+                scheduler.shutdown()
+    except service.WatchError as exc:
+        console.print(f"[red]{secrets.redact(str(exc))}[/]")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from bot.runbook.load import RunbookInvalid, find_runbooks, load_runbook
 
@@ -349,6 +395,7 @@ COMMANDS = {
     "replan": cmd_run_action,
     "resume": cmd_run_action,
     "resolve": cmd_resolve,
+    "watch": cmd_watch,
     "list": cmd_list,
     "validate": cmd_validate,
     "schema": cmd_schema,

@@ -154,12 +154,9 @@ class ConsoleChannel:
             self.console.print(_esc(line))
 
     def post_alert(self, run: RunView, alert: dict[str, Any]) -> None:
-        self.console.print(f"[bold red]ALERT[/] run {run.id}: " + _esc(", ".join(alert.get("breached", []))))
-        for line in _watch_lines(alert):
-            self.console.print(_esc(line))
-        for evidence in alert.get("evidence", []):
-            self.console.print(f"  look at: {_esc(evidence)}")
-        self.console.print(f"  roll back with: runbook-bot rollback {run.id}")
+        # The alert's lines already name the on-call, where to look and how to roll back.
+        for i, line in enumerate(_watch_lines(alert)):
+            self.console.print(f"[bold red]{_esc(line)}[/]" if i == 0 else _esc(line))
 
     # -- helpers -------------------------------------------------------------------------------
 
