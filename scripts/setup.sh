@@ -22,11 +22,13 @@ if [ "$want_test" = 1 ]; then
     mkdir -p .tools
     (cd .tools && npm install --silent --no-audit --no-fund --prefix . @stoplight/prism-cli@5 >/dev/null)
   fi
-  if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
-    if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
-    else
-      sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
-    fi
+  # PgBouncer for the pooler tests; pgcopydb so db.copy's pgcopydb strategy is tested too.
+  missing=""
+  [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || missing="$missing pgbouncer"
+  command -v pgcopydb >/dev/null 2>&1 || missing="$missing pgcopydb"
+  if [ -n "$missing" ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
   fi
 fi

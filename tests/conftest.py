@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.digitalocean",
     "tests.fixtures.watch",
+    "tests.fixtures.postgres",
     "tests.fixtures.dns_server",
 ]
 

@@ -1,0 +1,586 @@
+"""Copy one PostgreSQL database into another with the standard tools, observably and stoppably.
+
+    outcome = run(CopyRequest(source=src, target=tgt, strategy="parallel", jobs=2, tables=facts.tables,
+                              workdir="/var/tmp", dump=dump, restore=restore),
+                  progress=lambda done, total, msg: ..., check_cancelled=ctx.check_cancelled)
+
+Strategies (the step picks one; the operator may override):
+
+- `relay` (the default): the schema with `pg_dump --section=pre-data | pg_restore`; then N tables at
+  a time, each `psql COPY ... TO STDOUT | psql COPY ... FROM STDIN` under the exported snapshot, no
+  file in between; large objects through a data-only `pg_dump -b | pg_restore`; finally indexes,
+  constraints and triggers with `pg_restore -j N` of a post-data archive (a few kB). Reading the source
+  and writing the target overlap (a directory dump makes the target wait for the whole dump), it
+  needs no disk, and each table is loaded with `TRUNCATE; COPY ... FREEZE` in one transaction, so
+  the target's rows are born frozen (no hint-bit rewrite on first read, no anti-wraparound vacuum of
+  a freshly copied database). Binary COPY when both majors are equal, text otherwise. This is
+  pgcopydb's design with the stock tools. Measured on 890 MB (benchmarks/db_copy.py, 2 vCPU, both
+  servers local): relay 13-19 s, parallel 25 s, pgcopydb 0.10 15-21 s, the naive pipe 30-40 s.
+
+- `parallel`: `pg_dump -Fd -j N -Z0` into a temporary folder, then `pg_restore -j N`. `-j` works only
+  with the directory format and `pg_restore -j` needs a file, not a pipe (pgcopydb's design notes),
+  so parallelism costs local disk about the size of the table data. `-Z0`: compressing a dump that
+  is read back seconds later on the same host only burns the CPU the restore needs.
+- `stream`: `pg_dump -Fc -Z0 | pg_restore`: no disk, one COPY at a time. Chosen when disk is short.
+- `pgcopydb`: `pgcopydb clone` streams each table with its own COPY workers and builds indexes in
+  parallel; used when installed (Debian's 0.10 supports PostgreSQL 10 to 15).
+
+Always `--no-owner --no-acl` (the source's roles rarely exist on the target: grants come afterwards,
+as the runbook says) and `--exit-on-error` (a restore that "ignored 6 errors" is a failed copy).
+`pg_dump` gets `--snapshot` when the caller exported one, so the copy and the source-side
+verification see the same instant.
+
+Progress: `pg_restore -v` names items as they finish (`finished item 3438 TABLE DATA a`), matched
+against `pg_restore -l`; the in-flight table's share comes from `pg_stat_progress_copy`
+(tuples_processed against the source's row estimate; PostgreSQL 14+).
+
+Cancel: `check_cancelled()` is polled every 0.2 s; when it raises, every child's process group gets
+SIGTERM (then SIGKILL), the target's backends still serving them are terminated, and the exception
+propagates. Child processes get the connections through `PG*` environment variables, so no password
+is ever on a command line.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import psycopg
+
+from bot import secrets
+from bot.platforms.postgres.connect import Endpoint, connect
+from bot.platforms.postgres.preflight import TableInfo
+from bot.platforms.postgres.tools import Tool
+
+STRATEGIES = ("relay", "parallel", "stream", "pgcopydb")
+_FINISHED = re.compile(r"finished item (\d+) TABLE DATA")
+_PROCESSING = re.compile(r'processing data for table "([^"]+)"')
+_LIST_DATA = re.compile(r"^(\d+); \d+ \d+ TABLE DATA (\S+) (\S+) ")
+
+
+class CopyFailed(Exception):
+    """A child process failed; the message holds its last lines of output (secrets masked)."""
+
+
+@dataclass
+class CopyRequest:
+    source: Endpoint
+    target: Endpoint
+    strategy: str
+    jobs: int
+    tables: list[TableInfo]                 # what will be copied (sizes and row estimates for progress)
+    workdir: str
+    dump: Tool
+    restore: Tool
+    pgcopydb: Tool | None = None
+    psql: Tool | None = None
+    same_major: bool = True
+    snapshot: str | None = None
+    only_tables: list[str] | None = None    # the runbook's `tables` filter, schema-qualified
+    tag: str = field(default_factory=lambda: f"runbook-bot-copy-{uuid.uuid4().hex[:8]}")
+
+
+@dataclass
+class CopyOutcome:
+    strategy: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    tables_done: int = 0
+    items: int = 0
+
+
+_ROW_DATA = re.compile(r'(COPY [^,]+, line \d+(?:, column [^:]+)?: )".*"?$|(Key \(.*?\)=)\(.*?\)')
+
+
+def _without_row_data(line: str) -> str:
+    """Error lines may quote a row (`CONTEXT: COPY t, line 5: "alice@example.com ..."`) or a key value:
+    the operator needs the table and the line, not the customer's data in a Slack thread."""
+    return _ROW_DATA.sub(lambda m: (m.group(1) + '"…"') if m.group(1) else (m.group(2) + "(…)"), line)
+
+
+class Children:
+    """Child processes in their own process groups, their stderr read by threads, stoppable at once."""
+
+    def __init__(self, on_line: Callable[[str, str], None]) -> None:
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.tails: dict[str, collections.deque[str]] = {}
+        self.on_line = on_line
+        self._threads: list[threading.Thread] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], *, stdin: Any = None,
+              stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        self.procs[name] = proc
+        self.tails[name] = collections.deque(maxlen=40)
+        thread = threading.Thread(target=self._read, args=(name, proc.stderr), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return proc
+
+    def _read(self, name: str, stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.tails[name].append(line)
+            self.on_line(name, line)
+
+    def running(self) -> bool:
+        return any(p.poll() is None for p in self.procs.values())
+
+    def wait_readers(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def check(self) -> None:
+        """Raise CopyFailed naming the first child that exited non-zero."""
+        self.wait_readers()
+        for name, proc in self.procs.items():
+            if proc.returncode not in (0, None):
+                tail = "\n".join(_without_row_data(line) for line in self.tails[name] if line.strip())[-1500:]
+                raise CopyFailed(secrets.redact(f"{name} exited with status {proc.returncode}:\n{tail}"))
+
+    def stop(self, grace: float = 5.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass  # already gone
+        end = time.monotonic() + grace
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs.values()]
+
+
+class Tracker:
+    """Turns tool output and pg_stat_progress_copy into one fraction and a message."""
+
+    def __init__(self, tables: list[TableInfo], weights: dict[str, float]) -> None:
+        self.size = {t.qualified: max(t.size, 8192) for t in tables}
+        self.rows = {t.qualified: t.est_rows for t in tables}
+        self.total = sum(self.size.values()) or 1
+        self.weights = weights            # phase -> share of the whole
+        self.done: dict[str, set[str]] = {p: set() for p in weights}
+        self.inflight: dict[str, dict[str, float]] = {p: {} for p in weights}
+        self.items: dict[str, str] = {}   # pg_restore -l item id -> schema.table
+        self.phase = next(iter(weights))
+        self.lock = threading.Lock()
+
+    def finish(self, phase: str, table: str) -> None:
+        with self.lock:
+            self.done[phase].add(table)
+            self.inflight[phase].pop(table, None)
+
+    def copying(self, phase: str, rows: dict[str, int]) -> None:
+        with self.lock:
+            self.inflight[phase] = {t: min(0.99, n / self.rows[t]) for t, n in rows.items()
+                                    if t in self.rows and self.rows[t] > 0 and t not in self.done[phase]}
+
+    def fraction(self) -> float:
+        with self.lock:
+            value = 0.0
+            for phase, weight in self.weights.items():
+                done = sum(self.size.get(t, 0) for t in self.done[phase])
+                part = sum(self.size[t] * f for t, f in self.inflight[phase].items())
+                value += weight * min(1.0, (done + part) / self.total)
+            return value
+
+    def message(self) -> str:
+        if self.phase == "indexes":
+            return "indexes, constraints and triggers"
+        with self.lock:
+            done = len(self.done[self.phase])
+            busy = sorted(self.inflight[self.phase], key=lambda t: -self.size.get(t, 0))[:2]
+        text = f"{self.phase}: {done}/{len(self.size)} tables"
+        if busy:
+            text += ", copying " + ", ".join(busy)
+        return text
+
+
+def _env(ep: Endpoint, tag: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(ep.libpq_env())
+    env["PGAPPNAME"] = tag
+    env.update(extra or {})
+    return env
+
+
+def _table_args(only: list[str] | None) -> list[str]:
+    args: list[str] = []
+    for name in only or []:
+        schema, _, table = name.partition(".")
+        args += ["-t", f'"{schema}"."{table}"']
+    return args
+
+
+def run(req: CopyRequest, *, progress: Callable[[float, str], None], check_cancelled: Callable[[], None],
+        on_source_released: Callable[[], None] = lambda: None) -> CopyOutcome:
+    """Run the chosen strategy to the end, or stop everything it started and re-raise."""
+    runner = {"relay": _relay, "parallel": _parallel, "stream": _stream, "pgcopydb": _pgcopydb}[req.strategy]
+    return runner(req, progress, check_cancelled, on_source_released)
+
+
+class _Monitor:
+    """pg_stat_progress_copy on one side, polled from the main loop."""
+
+    SQL = """SELECT n.nspname || '.' || c.relname, p.tuples_processed
+             FROM pg_stat_progress_copy p JOIN pg_class c ON c.oid = p.relid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE p.datname = current_database()"""
+
+    def __init__(self, ep: Endpoint) -> None:
+        self.conn: psycopg.Connection | None = None
+        try:
+            self.conn = connect(ep, application_name="runbook-bot-progress")
+            major = int(self.conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+        except psycopg.Error:
+            major = 0
+        if major < 14 and self.conn is not None:
+            self.conn.close()
+            self.conn = None  # no pg_stat_progress_copy before 14: finished items only
+
+    def rows(self) -> dict[str, int]:
+        if self.conn is None:
+            return {}
+        return dict(self.conn.execute(self.SQL).fetchall())
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def _loop(req: CopyRequest, children: Children, tracker: Tracker, progress: Callable[[float, str], None],
+          check_cancelled: Callable[[], None], monitors: dict[str, _Monitor], phase_of: Callable[[], str]) -> None:
+    """Wait for the children, polling cancel (0.2 s) and progress (0.5 s)."""
+    last = 0.0
+    while children.running():
+        check_cancelled()
+        now = time.monotonic()
+        if now - last >= 0.5:
+            last = now
+            phase = phase_of()
+            monitor = monitors.get(phase)
+            if monitor is not None:
+                tracker.copying(phase, monitor.rows())
+            progress(tracker.fraction(), tracker.message())
+        time.sleep(0.2)
+    for proc in children.procs.values():
+        proc.wait()
+    children.check()
+
+
+def _guarded(req: CopyRequest, children: Children, body: Callable[[], CopyOutcome]) -> CopyOutcome:
+    """Run `body`; on any way out but success, stop the children and the target's backends serving them."""
+    finished = False
+    try:
+        outcome = body()
+        finished = True
+        return outcome
+    finally:
+        if not finished:
+            children.stop()
+            terminate_backends(req.target, req.tag)
+
+
+def terminate_backends(ep: Endpoint, tag: str) -> int:
+    """End the target backends our (now stopped) children used, so nothing keeps writing or locking."""
+    try:
+        with connect(ep, application_name="runbook-bot-cancel") as conn:
+            # 14+: wait (up to 5 s) until each backend is gone, so that nothing of ours still holds a lock
+            # when the caller goes on (a rollback's DROP SCHEMA would queue behind it).
+            wait = ", 5000" if int(conn.execute("SHOW server_version_num").fetchone()[0]) >= 140000 else ""
+            rows = conn.execute(f"SELECT pg_terminate_backend(pid{wait}) FROM pg_stat_activity "
+                                "WHERE application_name = %s AND pid <> pg_backend_pid()", (tag,)).fetchall()
+            return len(rows)
+    except psycopg.Error:
+        return 0  # the server is unreachable: nothing of ours can be running on it either
+
+
+def _parallel(req: CopyRequest, progress: Callable[[float, str], None], check_cancelled: Callable[[], None],
+              on_source_released: Callable[[], None]) -> CopyOutcome:
+    tracker = Tracker(req.tables, {"dump": 0.35, "restore": 0.65})
+    outcome = CopyOutcome("parallel")
+    folder = tempfile.mkdtemp(prefix="runbook-bot-dump-", dir=req.workdir)
+    dump_dir = os.path.join(folder, "dump")
+    phase = {"now": "dump"}
+
+    def on_line(name: str, line: str) -> None:
+        if name == "pg_dump":
+            m = re.search(r"finished item \d+ TABLE DATA (\S+)", line)
+            if m:
+                for qualified in tracker.size:
+                    if qualified.split(".", 1)[1] == m.group(1) and qualified not in tracker.done["dump"]:
+                        tracker.finish("dump", qualified)
+                        break
+        else:
+            m = _FINISHED.search(line)
+            if m and m.group(1) in tracker.items:
+                tracker.finish("restore", tracker.items[m.group(1)])
+                outcome.tables_done += 1
+
+    children = Children(on_line)
+    monitors = {"dump": _Monitor(req.source), "restore": _Monitor(req.target)}
+
+    def body() -> CopyOutcome:
+        started = time.monotonic()
+        argv = [req.dump.path, "-Fd", "-j", str(req.jobs), "-Z", "0", "-b", "-v", "--no-sync",
+                "--no-owner", "--no-acl", "-f", dump_dir]
+        if req.snapshot:
+            argv += ["--snapshot", req.snapshot]
+        argv += _table_args(req.only_tables)
+        children.start("pg_dump", argv, _env(req.source, req.tag))
+        _loop(req, children, tracker, progress, check_cancelled, monitors, lambda: phase["now"])
+        outcome.seconds["dump"] = time.monotonic() - started
+        for table in tracker.size:
+            tracker.finish("dump", table)
+        on_source_released()
+
+        listing = subprocess.run([req.restore.path, "-l", dump_dir], capture_output=True, text=True, check=True)
+        for line in listing.stdout.splitlines():
+            m = _LIST_DATA.match(line)
+            if m:
+                tracker.items[m.group(1)] = f"{m.group(2)}.{m.group(3)}"
+        outcome.items = len(tracker.items)
+
+        started = time.monotonic()
+        phase["now"] = tracker.phase = "restore"
+        children.procs.clear()
+        children.start("pg_restore", [req.restore.path, "-j", str(req.jobs), "-v", "--no-owner", "--no-acl",
+                                      "--exit-on-error", "-d", req.target.dbname, dump_dir],
+                       _env(req.target, req.tag))
+        _loop(req, children, tracker, progress, check_cancelled, monitors, lambda: phase["now"])
+        outcome.seconds["restore"] = time.monotonic() - started
+        progress(1.0, f"restore: {len(tracker.size)}/{len(tracker.size)} tables, indexes built")
+        return outcome
+
+    try:
+        return _guarded(req, children, body)
+    finally:
+        for monitor in monitors.values():
+            monitor.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stream(req: CopyRequest, progress: Callable[[float, str], None], check_cancelled: Callable[[], None],
+            on_source_released: Callable[[], None]) -> CopyOutcome:
+    tracker = Tracker(req.tables, {"copy": 1.0})
+    outcome = CopyOutcome("stream")
+    current: dict[str, str | None] = {"table": None}
+
+    def on_line(name: str, line: str) -> None:
+        if name != "pg_restore":
+            return
+        m = _PROCESSING.search(line)
+        if m:
+            # One COPY at a time: the table before this one is finished.
+            if current["table"]:
+                tracker.finish("copy", current["table"])
+                outcome.tables_done += 1
+            current["table"] = m.group(1)
+
+    children = Children(on_line)
+    monitors = {"copy": _Monitor(req.target)}
+
+    def body() -> CopyOutcome:
+        started = time.monotonic()
+        argv = [req.dump.path, "-Fc", "-Z", "0", "-b", "-v", "--no-owner", "--no-acl"]
+        if req.snapshot:
+            argv += ["--snapshot", req.snapshot]
+        argv += _table_args(req.only_tables)
+        dump = children.start("pg_dump", argv, _env(req.source, req.tag), stdout=subprocess.PIPE)
+        children.start("pg_restore", [req.restore.path, "-v", "--no-owner", "--no-acl", "--exit-on-error",
+                                      "-d", req.target.dbname], _env(req.target, req.tag), stdin=dump.stdout)
+        assert dump.stdout is not None
+        dump.stdout.close()  # pg_restore holds the read end; pg_dump gets SIGPIPE if it dies
+        _loop(req, children, tracker, progress, check_cancelled, monitors, lambda: "copy")
+        if current["table"]:
+            tracker.finish("copy", current["table"])
+            outcome.tables_done += 1
+        outcome.seconds["copy"] = time.monotonic() - started
+        on_source_released()
+        progress(1.0, "copy: done, indexes built")
+        return outcome
+
+    try:
+        return _guarded(req, children, body)
+    finally:
+        for monitor in monitors.values():
+            monitor.close()
+
+
+def _pgcopydb(req: CopyRequest, progress: Callable[[float, str], None], check_cancelled: Callable[[], None],
+              on_source_released: Callable[[], None]) -> CopyOutcome:
+    if req.pgcopydb is None:
+        raise CopyFailed("strategy pgcopydb: pgcopydb is not installed (Debian: apt-get install pgcopydb)")
+    tracker = Tracker(req.tables, {"copy": 1.0})
+    outcome = CopyOutcome("pgcopydb")
+    folder = tempfile.mkdtemp(prefix="runbook-bot-pgcopydb-", dir=req.workdir)
+    last_line = {"text": ""}
+
+    def on_line(name: str, line: str) -> None:
+        last_line["text"] = line
+
+    children = Children(on_line)
+    monitors = {"copy": _Monitor(req.target)}
+
+    def body() -> CopyOutcome:
+        started = time.monotonic()
+        argv = [req.pgcopydb.path, "clone", "--table-jobs", str(req.jobs), "--index-jobs", str(req.jobs),
+                "--no-owner", "--no-acl", "--dir", os.path.join(folder, "work")]
+        if req.snapshot:
+            argv += ["--snapshot", req.snapshot]
+        if req.only_tables:
+            filters = os.path.join(folder, "filters.ini")
+            with open(filters, "w") as handle:
+                handle.write("[include-only-table]\n" + "\n".join(req.only_tables) + "\n")
+            argv += ["--filters", filters]
+        # pgcopydb runs pg_dump/pg_restore itself: put the ones we checked first on PATH.
+        path = os.path.dirname(req.dump.path) + os.pathsep + os.environ.get("PATH", "")
+        env = _env(req.target, req.tag, {
+            "PGCOPYDB_SOURCE_PGURI": req.source.url(), "PGCOPYDB_TARGET_PGURI": req.target.url(), "PATH": path,
+        })
+        for key in list(env):
+            if key in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD"):
+                del env[key]
+        children.start("pgcopydb", argv, env)
+        _loop(req, children, tracker, progress, check_cancelled, monitors, lambda: "copy")
+        outcome.seconds["copy"] = time.monotonic() - started
+        outcome.tables_done = len(req.tables)
+        on_source_released()
+        progress(1.0, "copy: done, indexes built")
+        return outcome
+
+    try:
+        return _guarded(req, children, body)
+    finally:
+        for monitor in monitors.values():
+            monitor.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _relay(req: CopyRequest, progress: Callable[[float, str], None], check_cancelled: Callable[[], None],
+           on_source_released: Callable[[], None]) -> CopyOutcome:
+    if req.psql is None:
+        raise CopyFailed("strategy relay needs psql next to pg_dump (install the client package)")
+    tracker = Tracker(req.tables, {"copy": 0.9, "indexes": 0.1})
+    outcome = CopyOutcome("relay")
+    folder = tempfile.mkdtemp(prefix="runbook-bot-relay-", dir=req.workdir)
+    post = os.path.join(folder, "post-data.dump")
+    children = Children(lambda name, line: None)
+    monitors = {"copy": _Monitor(req.target)}
+    src_env, tgt_env = _env(req.source, req.tag), _env(req.target, req.tag)
+    snapshot = ["--snapshot", req.snapshot] if req.snapshot else []
+    tables = _table_args(req.only_tables)
+    fmt = "(FORMAT binary)" if req.same_major else ""
+    fmt_in = "(FORMAT binary, FREEZE)" if req.same_major else "(FREEZE)"
+    psql = [req.psql.path, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+
+    def wait_all(names: list[str]) -> None:
+        while any(children.procs[n].poll() is None for n in names):
+            check_cancelled()
+            time.sleep(0.05)
+        children.check()
+
+    def body() -> CopyOutcome:
+        started = time.monotonic()
+        # 1. Schema (and large objects' metadata) first.
+        dump = children.start("pg_dump pre-data", [req.dump.path, "-Fc", "--section=pre-data", "-b", "--no-owner",
+                                                   "--no-acl", *snapshot, *tables], src_env, stdout=subprocess.PIPE)
+        children.start("pg_restore pre-data", [req.restore.path, "--no-owner", "--no-acl", "--exit-on-error",
+                                               "-d", req.target.dbname], tgt_env, stdin=dump.stdout)
+        dump.stdout.close()
+        children.start("pg_dump post-data", [req.dump.path, "-Fc", "--section=post-data", "--no-owner", "--no-acl",
+                                             *snapshot, *tables, "-f", post], src_env)
+        wait_all(["pg_dump pre-data", "pg_restore pre-data", "pg_dump post-data"])
+        outcome.seconds["schema"] = time.monotonic() - started
+
+        # 2. Data: N relays at a time, biggest tables first; large objects ride along as one more job.
+        started = time.monotonic()
+        pending: list[tuple[str, str | None]] = [(t.qualified, None) for t in req.tables]
+        pending.append(("large objects", "lo"))
+        running: dict[str, list[str]] = {}
+        last = 0.0
+        while pending or running:
+            check_cancelled()
+            while pending and len(running) < req.jobs:
+                name, special = pending.pop(0)
+                if special == "lo":
+                    out = children.start(f"pg_dump {name}", [req.dump.path, "-Fc", "--section=data",
+                                                             "--exclude-table-data=*.*", "-b", *snapshot],
+                                         src_env, stdout=subprocess.PIPE)
+                    children.start(f"pg_restore {name}", [req.restore.path, "--no-owner", "--no-acl",
+                                                          "--exit-on-error", "-d", req.target.dbname],
+                                   tgt_env, stdin=out.stdout)
+                else:
+                    schema, _, table = name.partition(".")
+                    rel = _qualified(schema, table)
+                    begin = ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"]
+                    if req.snapshot:
+                        begin += ["-c", f"SET TRANSACTION SNAPSHOT '{req.snapshot}'"]
+                    out = children.start(f"read {name}", [*psql, *begin, "-c", f"COPY {rel} TO STDOUT {fmt}",
+                                                          "-c", "COMMIT", "-d", req.source.dbname],
+                                         src_env, stdout=subprocess.PIPE)
+                    children.start(f"write {name}", [*psql, "-c", "BEGIN", "-c", f"TRUNCATE ONLY {rel}",
+                                                     "-c", f"COPY {rel} FROM STDIN {fmt_in}", "-c", "COMMIT",
+                                                     "-d", req.target.dbname], tgt_env, stdin=out.stdout)
+                out.stdout.close()
+                running[name] = [n for n in children.procs if n.endswith(f" {name}")]
+            for name, procs in list(running.items()):
+                codes = [children.procs[n].poll() for n in procs]
+                if any(c not in (None, 0) for c in codes):
+                    children.check()
+                if all(c == 0 for c in codes):
+                    del running[name]
+                    if name in tracker.size:
+                        tracker.finish("copy", name)
+                        outcome.tables_done += 1
+            now = time.monotonic()
+            if now - last >= 0.5:
+                last = now
+                tracker.copying("copy", monitors["copy"].rows())
+                progress(tracker.fraction(), tracker.message())
+            time.sleep(0.02)
+        children.check()
+        outcome.seconds["data"] = time.monotonic() - started
+        on_source_released()
+
+        # 3. Indexes, constraints, triggers: in parallel from the small post-data archive.
+        started = time.monotonic()
+        tracker.phase = "indexes"
+        progress(tracker.fraction(), f"indexes and constraints ({req.jobs} jobs)")
+        children.start("pg_restore post-data", [req.restore.path, "-j", str(req.jobs), "--no-owner", "--no-acl",
+                                                "--exit-on-error", "-d", req.target.dbname, post], tgt_env)
+        _loop(req, children, tracker, progress, check_cancelled, {}, lambda: "indexes")
+        outcome.seconds["indexes"] = time.monotonic() - started
+        progress(1.0, f"copy: {len(tracker.size)}/{len(tracker.size)} tables, indexes built")
+        return outcome
+
+    try:
+        return _guarded(req, children, body)
+    finally:
+        for monitor in monitors.values():
+            monitor.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _qualified(schema: str, name: str) -> str:
+    return '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'

@@ -1,0 +1,374 @@
+"""db.copy against the real PostgreSQL on 127.0.0.1:5432: copy, verify, refuse, cancel, roll back.
+
+Every database is created per test with a unique name and dropped after (tests/fixtures/postgres.py).
+"Touches nothing" is proven by an independent fingerprint of each database (catalog listing plus an
+ordered md5 of every table's rows, large objects, sequences), taken before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from bot.platforms.postgres import tools
+from bot.steps.base import PlanRefused, StepError
+from bot.steps.context import Cancelled, StepContext
+from bot.steps.db_copy import CopyInputs, DbCopy, DbPreflight
+from tests.fixtures.postgres import build_rich_schema
+
+
+def make_ctx(events: list | None = None, is_cancelled=lambda: False) -> StepContext:
+    return StepContext(run_id="r1", step_id="copy-db", runbook_name="test", params={}, targets={}, outputs={},
+                       is_cancelled=is_cancelled,
+                       on_progress=(lambda **kw: events.append(kw)) if events is not None else (lambda **kw: None))
+
+
+def inputs_for(pg, monkeypatch, src: str, tgt: str, **extra) -> CopyInputs:
+    monkeypatch.setenv("SRC_URL", pg.url(src))
+    monkeypatch.setenv("TGT_URL", pg.url(tgt))
+    return CopyInputs(source="env:SRC_URL", target={"env": "TGT_URL"}, **extra)
+
+
+def fingerprint_db(pg, dbname: str) -> dict:
+    """Independent of the code under test: every object, every row (ordered md5), LOs, sequences."""
+    objects = pg.sql(dbname, """
+        SELECT n.nspname, c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY 1, 2""")
+    rows = {}
+    for schema, name, kind in objects:
+        if kind == "r":
+            rows[f"{schema}.{name}"] = pg.sql(
+                dbname, f'SELECT count(*), md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) '
+                        f'FROM "{schema}"."{name}" t')[0]
+        if kind == "S":
+            rows[f"{schema}.{name}"] = pg.sql(dbname, f'SELECT last_value, is_called FROM "{schema}"."{name}"')[0]
+    return {
+        "objects": objects,
+        "rows": rows,
+        "extensions": pg.sql(dbname, "SELECT extname, extversion FROM pg_extension ORDER BY 1"),
+        "large_objects": pg.sql(dbname, "SELECT count(*) FROM pg_largeobject_metadata")[0][0],
+        "functions": pg.sql(dbname, "SELECT n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n "
+                                    "ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', "
+                                    "'information_schema') ORDER BY 1, 2"),
+    }
+
+
+def user_tables(pg, dbname: str) -> list[str]:
+    return [r[0] for r in pg.sql(dbname, """
+        SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1""")]
+
+
+def strategies() -> list:
+    params = ["relay", "parallel", "stream"]
+    params.append(pytest.param("pgcopydb", marks=pytest.mark.skipif(
+        tools.find_pgcopydb() is None, reason="pgcopydb not installed (optional strategy)")))
+    return params
+
+
+@pytest.mark.parametrize("strategy", strategies())
+def test_copy_rich_schema_then_verify_passes(pg, monkeypatch, strategy):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    source_before = fingerprint_db(pg, src)
+    events: list = []
+    ctx = make_ctx(events)
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, strategy=strategy)
+
+    plan = kind.plan(ctx, inputs)
+    assert plan.blocking == []
+    assert plan.data["strategy"] == strategy
+    assert plan.data["target_was_empty"] is True
+    assert [row[0] for row in plan.table[1:]] == ["public.orders", "app.events", "public.nokey"]
+    assert "citext" in plan.warnings[0] and "1 large objects" in plan.warnings[0]
+
+    result = kind.apply(ctx, inputs, plan)
+    assert result.outputs["strategy"] == strategy
+    assert result.outputs["tables"] == 3
+    assert result.outputs["rows"] == 3000 + 1500 + 6
+    assert events and events[-1]["done"] == events[-1]["total"] and events[-1]["unit"] == "MB"
+
+    check = kind.verify(ctx, inputs, result)
+    assert check.ok, check.summary
+    assert "3 tables" in check.summary and "4506 rows" in check.summary
+
+    # The copy is right by measures the step does not use.
+    target_after = fingerprint_db(pg, tgt)
+    assert target_after["rows"] == source_before["rows"]
+    assert target_after["extensions"] == source_before["extensions"]
+    assert target_after["large_objects"] == 1
+    assert pg.sql(tgt, "SELECT convert_from(lo_get(doc), 'UTF8') FROM app.events WHERE id = 1") == [
+        ("the signed contract, as a large object",)]
+    # Sequences continue where the source left off: no duplicate key on the next insert.
+    assert pg.sql(tgt, "SELECT nextval('app.invoice_no')") == [(1005,)]
+    assert pg.sql(tgt, "INSERT INTO public.orders (customer, placed_at) VALUES ('new', now()) RETURNING id") == [(3001,)]
+    citext_match = "SELECT count(*) FROM public.orders WHERE customer = 'CUSTOMER-1'"  # case-insensitive
+    assert pg.sql(tgt, citext_match) == pg.sql(src, citext_match) != [(0,)]
+    assert "public._runbook_bot_copy_incomplete" not in user_tables(pg, tgt)
+    # The source was only read.
+    assert fingerprint_db(pg, src) == source_before
+
+
+def test_non_empty_target_is_refused_and_nothing_is_touched(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    pg.sql(tgt, "CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (1), (2)")
+    before = {src: fingerprint_db(pg, src), tgt: fingerprint_db(pg, tgt)}
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt)
+
+    plan = kind.plan(make_ctx(), inputs)
+    assert len(plan.blocking) == 1
+    assert "is not empty" in plan.blocking[0] and "keep_me" in plan.blocking[0]
+    assert "overwrite: true" in plan.blocking[0]
+    with pytest.raises(PlanRefused):
+        kind.apply(make_ctx(), inputs, plan)
+    assert {src: fingerprint_db(pg, src), tgt: fingerprint_db(pg, tgt)} == before
+
+
+def test_overwrite_names_what_it_drops_then_copies_and_cannot_be_rolled_back(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    pg.sql(tgt, "CREATE SCHEMA legacy; CREATE TABLE legacy.old_orders (id int); CREATE TABLE public.stale (x int)")
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, overwrite=True)
+    plan = kind.plan(make_ctx(), inputs)
+    assert plan.blocking == []
+    drops = [c.resource for c in plan.changes if c.action == "drop"]
+    assert any("schema legacy" in d and "old_orders" in d for d in drops)
+    assert any("schema public" in d and "stale" in d for d in drops)
+    result = kind.apply(make_ctx(), inputs, plan)
+    assert kind.verify(make_ctx(), inputs, result).ok
+    assert "legacy.old_orders" not in user_tables(pg, tgt) and "public.stale" not in user_tables(pg, tgt)
+    assert result.undo["target_was_empty"] is False
+    assert kind.plan_rollback(make_ctx(), inputs, result).blocking
+    with pytest.raises(StepError):
+        kind.rollback(make_ctx(), inputs, result)
+
+
+def test_rollback_of_a_copy_into_an_empty_target_empties_it(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    empty = fingerprint_db(pg, tgt)
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt)
+    result = kind.apply(make_ctx(), inputs, kind.plan(make_ctx(), inputs))
+    assert result.undo["target_was_empty"] is True
+    undo_plan = kind.plan_rollback(make_ctx(), inputs, result)
+    assert undo_plan.blocking == []
+    assert {"schema app (6 objects; tables events)", "extensions citext, pgcrypto", "1 large objects"} <= {
+        c.resource for c in undo_plan.changes}
+    undo = kind.rollback(make_ctx(), inputs, result)
+    assert "schema app" in undo.summary
+    assert kind.verify_rollback(make_ctx(), inputs, result, undo).ok
+    assert fingerprint_db(pg, tgt)["rows"] == empty["rows"] == {}
+    assert fingerprint_db(pg, tgt)["extensions"] == empty["extensions"]
+
+
+def _fake_tool(folder: Path, name: str, version: str, calls: Path) -> None:
+    script = folder / name
+    script.write_text(f"#!/bin/sh\necho \"$0 $*\" >> {calls}\n"
+                      f"if [ \"$1\" = \"--version\" ]; then echo \"{name} (PostgreSQL) {version}\"; exit 0; fi\n"
+                      f"exit 3\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def test_pg_dump_older_than_the_source_is_refused_with_what_to_install(pg, monkeypatch, tmp_path):
+    """Our version check, fed a fake pg_dump 13 against the 15 server through PG_BIN_DIR."""
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    _fake_tool(bin_dir, "pg_dump", "13.16", calls)
+    _fake_tool(bin_dir, "pg_restore", "13.16", calls)
+    monkeypatch.setenv("PG_BIN_DIR", str(bin_dir))
+    before = {src: fingerprint_db(pg, src), tgt: fingerprint_db(pg, tgt)}
+    server_major = int(pg.sql(src, "SHOW server_version_num")[0][0]) // 10000
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt)
+
+    plan = kind.plan(make_ctx(), inputs)
+    assert len(plan.blocking) == 1, plan.blocking
+    message = plan.blocking[0]
+    assert f"pg_dump {server_major} or newer" in message and "13.16" in message
+    assert f"apt-get install postgresql-client-{server_major}" in message and "PG_BIN_DIR" in message
+    with pytest.raises(PlanRefused):
+        kind.apply(make_ctx(), inputs, plan)
+    assert {src: fingerprint_db(pg, src), tgt: fingerprint_db(pg, tgt)} == before
+    assert all(line.endswith("--version") for line in calls.read_text().splitlines())  # never asked to dump
+
+
+def test_cancel_stops_the_children_and_leaves_the_target_marked_incomplete(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    pg.sql(src, "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS a, md5((g+1)::text) AS b "
+                "FROM generate_series(1, 100000) g")
+    pg.sql(src, "ANALYZE")
+    reported: list = []
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt)
+    plan = kind.plan(make_ctx(), inputs)
+    # Abort as soon as the first progress report shows children at work.
+    ctx = make_ctx(reported, is_cancelled=lambda: bool(reported))
+    with pytest.raises(Cancelled):
+        kind.apply(ctx, inputs, plan)
+    assert reported and reported[0]["done"] < reported[0]["total"]
+
+    # No child of ours is left, running or unreaped (a zombie keeps its name in /proc/<pid>/stat).
+    children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == os.getpid()
+                and _comm(p) in ("pg_dump", "pg_restore", "psql", "pgcopydb")]
+    assert children == []
+    assert pg.sql(tgt, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND application_name LIKE 'runbook-bot-copy-%%'") == [(0,)]
+    assert "public._runbook_bot_copy_incomplete" in user_tables(pg, tgt)
+    note = pg.sql(tgt, "SELECT note FROM public._runbook_bot_copy_incomplete")[0][0]
+    assert "run r1 step copy-db" in note
+
+    again = kind.plan(make_ctx(), inputs)
+    assert any("a previous copy into the target did not finish" in b for b in again.blocking)
+    # Recovery: overwrite drops the partial copy (the plan names the marker) and copies again.
+    inputs = inputs_for(pg, monkeypatch, src, tgt, overwrite=True)
+    plan = kind.plan(make_ctx(), inputs)
+    assert any("incomplete-copy marker" in c.resource for c in plan.changes)
+    result = kind.apply(make_ctx(), inputs, plan)
+    assert kind.verify(make_ctx(), inputs, result).ok
+
+
+def _ppid(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _comm(proc: Path) -> str:
+    try:
+        text = (proc / "stat").read_text()
+    except OSError:
+        return ""
+    return text[text.index("(") + 1:text.rindex(")")]
+
+
+def test_grants_run_after_the_copy(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt,
+                        grants=["GRANT USAGE ON SCHEMA app TO pg_monitor",
+                                "GRANT SELECT ON ALL TABLES IN SCHEMA app TO pg_monitor;"])
+    plan = kind.plan(make_ctx(), inputs)
+    assert [c.action for c in plan.changes] == ["copy", "grant"]
+    kind.apply(make_ctx(), inputs, plan)
+    assert pg.sql(tgt, "SELECT has_table_privilege('pg_monitor', 'app.events', 'SELECT'), "
+                       "has_table_privilege('pg_monitor', 'public.orders', 'SELECT')") == [(True, False)]
+
+
+def test_grants_to_a_missing_role_and_non_grant_statements_are_refused(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, grants=["GRANT SELECT ON ALL TABLES IN SCHEMA public TO nobody_here"])
+    plan = DbCopy().plan(make_ctx(), inputs)
+    assert any("role nobody_here does not exist on the target" in b for b in plan.blocking)
+    with pytest.raises(pydantic.ValidationError, match="not a GRANT statement"):
+        CopyInputs(source="env:A", target="env:B", grants=["DROP TABLE users"])
+    with pytest.raises(pydantic.ValidationError, match="more than one statement"):
+        CopyInputs(source="env:A", target="env:B", grants=["GRANT SELECT ON t TO a; DROP TABLE t"])
+
+
+def test_tables_filter_copies_only_those_tables(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, tables=["orders", "public.nokey"])
+    plan = kind.plan(make_ctx(), inputs)
+    assert plan.blocking == [] and plan.data["tables"] == ["public.orders", "public.nokey"]
+    result = kind.apply(make_ctx(), inputs, plan)
+    assert user_tables(pg, tgt) == ["public.nokey", "public.orders"]
+    assert kind.verify(make_ctx(), inputs, result).ok
+    bad = inputs_for(pg, monkeypatch, src, tgt, tables=["public.nope"])
+    assert any("not on the source: public.nope" in b for b in kind.plan(make_ctx(), bad).blocking)
+
+
+def test_preflight_kind_is_read_only_and_fails_on_blocking(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    pg.sql(tgt, "CREATE TABLE t (x int)")
+    kind = DbPreflight()
+    assert kind.mutating is False
+    inputs = inputs_for(pg, monkeypatch, src, tgt)
+    plan = kind.plan(make_ctx(), inputs)
+    assert plan.blocking
+    with pytest.raises(StepError, match="not empty"):
+        kind.apply(make_ctx(), inputs, plan)
+
+
+def test_secrets_never_reach_the_plan_or_result(pg, monkeypatch):
+    """The URL carries a password (trust auth ignores it): no plan or result field may show it."""
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    monkeypatch.setenv("SRC_URL", f"postgresql://postgres:SourcePassw0rd-xyz@127.0.0.1:5432/{src}")
+    monkeypatch.setenv("TGT_URL", f"postgresql://postgres:TargetPassw0rd-xyz@127.0.0.1:5432/{tgt}")
+    inputs = CopyInputs(source="env:SRC_URL", target="env:TGT_URL")
+    kind = DbCopy()
+    plan = kind.plan(make_ctx(), inputs)
+    result = kind.apply(make_ctx(), inputs, plan)
+    check = kind.verify(make_ctx(), inputs, result)
+    dumped = plan.model_dump_json() + result.model_dump_json() + check.model_dump_json()
+    assert "Passw0rd" not in dumped
+    assert "postgresql://postgres:••••••@127.0.0.1:5432/" in plan.summary
+
+
+def test_a_failing_restore_fails_the_step_leaves_the_marker_and_hides_row_data(pg, monkeypatch):
+    """`tables: [app.events]` without the table its foreign key points at: the post-data restore
+    fails for real (--exit-on-error), and the step says so without quoting rows."""
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, tables=["app.events"])
+    plan = kind.plan(make_ctx(), inputs)
+    assert plan.blocking == []
+    with pytest.raises(StepError) as failure:
+        kind.apply(make_ctx(), inputs, plan)
+    message = str(failure.value)
+    assert "marked incomplete" in message and "exited with status 1" in message
+    assert 'relation "public.orders" does not exist' in message
+    assert "public._runbook_bot_copy_incomplete" in user_tables(pg, tgt)
+
+
+def test_error_lines_lose_their_row_data():
+    from bot.platforms.postgres.copy import _without_row_data
+
+    assert _without_row_data('CONTEXT:  COPY orders, line 5: "alice@example.com\t42"') == \
+        'CONTEXT:  COPY orders, line 5: "…"'
+    assert _without_row_data("DETAIL:  Key (email)=(alice@example.com) already exists.") == \
+        "DETAIL:  Key (email)=(…) already exists."
+
+
+def test_connection_limits_lower_the_jobs_or_refuse(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, jobs=4)
+    pg.sql("postgres", f'ALTER DATABASE "{tgt}" CONNECTION LIMIT 5')
+    plan = kind.plan(make_ctx(), inputs)
+    assert plan.blocking == [] and plan.data["jobs"] == 2
+    assert any("target has 5 free connections: jobs lowered from 4 to 2" in w for w in plan.warnings)
+    pg.sql("postgres", f'ALTER DATABASE "{tgt}" CONNECTION LIMIT 1')
+    plan = kind.plan(make_ctx(), inputs)
+    assert any("target has 1 free connections" in b and "needs at least 2" in b for b in plan.blocking)
+
+
+def test_a_failing_grant_applies_none_and_keeps_the_marker(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, grants=["GRANT SELECT ON app.events TO pg_monitor",
+                                                            "GRANT SELECT ON app.no_such_table TO pg_monitor"])
+    plan = kind.plan(make_ctx(), inputs)
+    with pytest.raises(StepError, match="no_such_table.*none of the grants was applied"):
+        kind.apply(make_ctx(), inputs, plan)
+    assert pg.sql(tgt, "SELECT has_table_privilege('pg_monitor', 'app.events', 'SELECT')") == [(False,)]
+    assert "public._runbook_bot_copy_incomplete" in user_tables(pg, tgt)
