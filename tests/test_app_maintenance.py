@@ -123,3 +123,15 @@ def test_app_platform_env_flag_through_the_contract(prism, monkeypatch):
         assert result.undo == {"mode": "env", "before": None}
     finally:
         do._reset_for_tests()
+
+
+def test_heroku_maintenance_off_and_its_rollback_turns_it_back_on(heroku_fake):
+    heroku_fake.apps["legacy"]["maintenance"] = True
+    ctx = step_context({"old": HerokuTarget(app="legacy")})
+    kind = get_kind("app.maintenance")
+    inputs = kind.Inputs(target="old", enabled=False)
+    plan, result = _run(kind, ctx, inputs)
+    assert "on -> off" in plan.summary
+    assert heroku_fake.apps["legacy"]["maintenance"] is False
+    kind.rollback(ctx, inputs, result)
+    assert heroku_fake.apps["legacy"]["maintenance"] is True

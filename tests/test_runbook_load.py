@@ -174,3 +174,8 @@ def test_durations():
     assert parse_duration(45) == 45
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("soon")
+
+
+def test_a_yaml_boolean_word_used_as_a_key_is_named():
+    errs = errors_of("name: x\nsteps:\n  - {id: a, kind: wait, with: {seconds: 1, on: 1}}\n")
+    assert any("the key 'on' is read by YAML as the boolean true; quote it" in e for e in errs)

@@ -78,6 +78,12 @@ class _Builder:
                     self.doc.issues.append(YamlIssue(key_node.start_mark.line + 1, key_node.start_mark.column + 1,
                                                      path, "mapping keys must be plain scalars"))
                     continue
+                if isinstance(key, bool) and isinstance(key_node, yaml.ScalarNode) and not key_node.style:
+                    self.doc.issues.append(YamlIssue(
+                        key_node.start_mark.line + 1, key_node.start_mark.column + 1, path,
+                        f"the key {key_node.value!r} is read by YAML as the boolean {str(key).lower()}; "
+                        f"quote it (\"{key_node.value}\") if you mean the word"))
+                    continue
                 child = (*path, key)
                 if key in result:
                     self.doc.issues.append(YamlIssue(

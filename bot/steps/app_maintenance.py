@@ -2,11 +2,11 @@
 
     - id: maintenance-on
       kind: app.maintenance
-      with: {target: old, on: true}                        # Heroku: the platform's maintenance mode
+      with: {target: old, enabled: true}                        # Heroku: the platform's maintenance mode
 
     - id: maintenance-flag
       kind: app.maintenance
-      with: {target: new, on: true, mode: env}             # App Platform / Heroku: MAINTENANCE=1 in the env
+      with: {target: new, enabled: true, mode: env}             # App Platform / Heroku: MAINTENANCE=1 in the env
 
     - id: maintenance-page
       kind: app.maintenance
@@ -47,7 +47,8 @@ class AppMaintenance(StepKind):
 
     class Inputs(BaseModel, extra="forbid"):
         target: Annotated[str, TargetRef(platforms=SCALE_PLATFORMS)] = Field(description="The app")
-        on: bool = Field(True, description="true: maintenance on; false: off")
+        # Not `on`: YAML 1.1 reads an unquoted `on:` key as the boolean true.
+        enabled: bool = Field(True, description="true: maintenance on; false: off")
         mode: Mode = "auto"
         env_var: str = Field("MAINTENANCE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
         env_value: str = "1"
@@ -59,7 +60,7 @@ class AppMaintenance(StepKind):
 
     class Outputs(BaseModel):
         mode: str
-        on: bool
+        enabled: bool
 
     # -- the three switches -------------------------------------------------------------------------
 
@@ -112,10 +113,10 @@ class AppMaintenance(StepKind):
 
     def _wanted(self, inputs: Any, mode: str) -> Any:
         if mode == "platform":
-            return inputs.on
+            return inputs.enabled
         if mode == "env":
-            return secrets.fingerprint(inputs.env_value) if inputs.on else None
-        return inputs.process_count if inputs.on else 0
+            return secrets.fingerprint(inputs.env_value) if inputs.enabled else None
+        return inputs.process_count if inputs.enabled else 0
 
     def _describe(self, inputs: Any, mode: str, state: Any) -> str:
         if mode == "platform":
@@ -136,7 +137,7 @@ class AppMaintenance(StepKind):
             # Turning it on would overwrite, turning it off would lose, a value we could not restore.
             raise PlanRefused(f"{inputs.env_var} is already set to another value (fingerprint {now}); "
                               f"pick another `env_var` or set `env_value` to match it")
-        what = "on" if inputs.on else "off"
+        what = "on" if inputs.enabled else "off"
         label = inputs.process_target or inputs.target
         return Plan(summary=f"Maintenance {what} for {label} ({mode}): {self._describe(inputs, mode, now)} -> "
                             f"{self._describe(inputs, mode, wanted)}",
@@ -150,11 +151,11 @@ class AppMaintenance(StepKind):
         before = self._read(ctx, inputs, mode)
         wanted = self._wanted(inputs, mode)
         if before != wanted:
-            self._write(ctx, inputs, mode, inputs.on if mode != "process" else wanted)
+            self._write(ctx, inputs, mode, inputs.enabled if mode != "process" else wanted)
         # For env mode `before` is a fingerprint or None: enough to restore, since the plan refuses
         # any value other than `env_value`. The value itself is never stored.
-        return Result(summary=f"maintenance {'on' if inputs.on else 'off'} ({mode})",
-                      outputs={"mode": mode, "on": inputs.on},
+        return Result(summary=f"maintenance {'on' if inputs.enabled else 'off'} ({mode})",
+                      outputs={"mode": mode, "enabled": inputs.enabled},
                       undo={"mode": mode, "before": before})
 
     def verify(self, ctx: Any, inputs: Any, result: Result) -> Verification:
