@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _install_log_redaction()
+    # botocore and urllib3 log raw response bodies at DEBUG (secret values included, before any
+    # adapter has seen them to register); -v is about the engine, not about wire dumps.
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
     console = Console(highlight=False)
     if args.db:
         import os

@@ -41,10 +41,15 @@ _key: bytes | None = None
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@\s/]+)@")
 
 
+_dirty = False
+
+
 def register(*values: str | None) -> None:
-    """Remember values that must never be shown; empty or very short values are ignored."""
-    global _pattern
-    added = False
+    """Remember values that must never be shown; empty or very short values are ignored.
+
+    Cheap to call once per value: the mask pattern is rebuilt lazily, at the next `redact`.
+    """
+    global _dirty
     with _lock:
         for value in values:
             if value is None:
@@ -52,11 +57,19 @@ def register(*values: str | None) -> None:
             value = str(value)
             if len(value) >= MIN_MASKABLE and value not in _values:
                 _values.add(value)
-                added = True
-        if added:
-            # Longest first, so a secret that contains another is masked whole.
-            ordered = sorted(_values, key=len, reverse=True)
-            _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+                _dirty = True
+
+
+def _current_pattern() -> re.Pattern[str] | None:
+    global _pattern, _dirty
+    if _dirty:
+        with _lock:
+            if _dirty:
+                # Longest first, so a secret that contains another is masked whole.
+                ordered = sorted(_values, key=len, reverse=True)
+                _pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+                _dirty = False
+    return _pattern
 
 
 def register_many(values: Iterable[str | None]) -> None:
@@ -71,7 +84,7 @@ def redact(text: str) -> str:
     """Mask every registered secret value and any password embedded in a URL."""
     if not text:
         return text
-    pattern = _pattern
+    pattern = _current_pattern()
     if pattern is not None:
         text = pattern.sub(MASK, text)
     return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
@@ -130,8 +143,9 @@ def fingerprint(value: str | None) -> str:
 
 
 def _reset_for_tests() -> None:
-    global _pattern, _key
+    global _pattern, _key, _dirty
     with _lock:
         _values.clear()
         _pattern = None
+        _dirty = False
         _key = None

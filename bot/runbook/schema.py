@@ -72,6 +72,9 @@ def _durations(node: Any) -> Any:
         return node
     if node.get("x-duration"):
         return dict(DURATION)
+    if node.get("x-percent"):
+        return {"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$"}],
+                "description": "a percentage: 1% or 1"}
     return {k: _durations(v) for k, v in node.items()}
 
 
@@ -115,6 +118,9 @@ def build_schema() -> dict[str, Any]:
         "description": "Named platform bindings that steps refer to",
         "additionalProperties": {"oneOf": branches},
     }
+    # `env:` entries are a plain name (a secret) or {name, secret}: the model normalises the first form.
+    schema["properties"]["env"]["items"] = {"anyOf": [{"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                                                      {"$ref": "#/$defs/EnvVar"}]}
     schema = _durations(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "runbook-bot runbook"

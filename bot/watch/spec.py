@@ -94,9 +94,10 @@ def parse_delay(value: Any) -> float:
     return parse_duration(value)
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Delay = Annotated[float, BeforeValidator(parse_delay)]
-Percent = Annotated[float, BeforeValidator(parse_percent)]
+# The x- markers tell the JSON Schema builder (bot.runbook.schema) that people write these as text.
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(json_schema_extra={"x-duration": True})]
+Delay = Annotated[float, BeforeValidator(parse_delay), Field(json_schema_extra={"x-duration": True})]
+Percent = Annotated[float, BeforeValidator(parse_percent), Field(json_schema_extra={"x-percent": True})]
 
 
 class ProbeSource(BaseModel):
