@@ -173,8 +173,7 @@ class Runner:
         model = loaded.model
         typed = self._coerce_params(loaded, params)
         targets = self._targets(loaded, typed)
-        lock_keys = [] if dry_run else (sorted({t.lock_key() for t in targets.values()})
-                                        or [f"runbook:{model.name}:{json.dumps(typed, sort_keys=True)}"])
+        lock_keys = [] if dry_run else self._lock_keys(loaded, typed, targets)
         steps = [{"key": s.id, "step_id": s.id, "idx": i, "kind": s.kind, "phase": "forward"}
                  for i, s in enumerate(model.steps)]
         run_id = new_run_id()
@@ -445,6 +444,12 @@ class Runner:
                 first = exc.errors()[0]
                 raise StartRefused(f"targets.{name}.{format_path(first['loc'])}: {first['msg']}") from None
         return out
+
+    @staticmethod
+    def _lock_keys(loaded: LoadedRunbook, params: dict[str, Any], targets: dict[str, Any]) -> list[str]:
+        """One lock per environment the run points at; a runbook with no targets locks on its params."""
+        return sorted({t.lock_key() for t in targets.values()}) or \
+            [f"runbook:{loaded.model.name}:{json.dumps(params, sort_keys=True)}"]
 
     def _runbook_for(self, run: dict[str, Any]) -> LoadedRunbook:
         """The run's runbook as it was when the run started; RunbookChanged when the file differs."""
@@ -1004,9 +1009,7 @@ class Runner:
         base = max([s["idx"] for s in steps] + [ROLLBACK_IDX - 1]) + 1
         for i, item in enumerate(undo):
             item["idx"] = base + i
-        targets = self._targets(loaded, run["params"])
-        lock_keys = sorted({t.lock_key() for t in targets.values()}) or \
-            [f"runbook:{loaded.model.name}:{json.dumps(run['params'], sort_keys=True)}"]
+        lock_keys = self._lock_keys(loaded, run["params"], self._targets(loaded, run["params"]))
         try:
             with self.store.transaction() as conn:
                 if not self.store.transition_run_in(conn, run_id, ["running", "succeeded", "failed", "aborted"],

@@ -275,10 +275,6 @@ class Store:
         """
         now = self.now()
         with self.transaction() as conn:
-            for key in lock_keys:
-                holder = conn.execute("SELECT run_id FROM locks WHERE key = ?", (key,)).fetchone()
-                if holder is not None:
-                    raise LockHeld(key, holder["run_id"])
             conn.execute(
                 "INSERT INTO runs(id, runbook, runbook_path, runbook_sha256, params, state, started_by,"
                 " front_end, chat, error, dry_run, created_at, updated_at)"
@@ -286,8 +282,7 @@ class Store:
                 (run_id, runbook, runbook_path, runbook_sha256, _dumps(params), started_by, front_end,
                  _dumps(chat or {}), int(dry_run), now, now),
             )
-            for key in lock_keys:
-                conn.execute("INSERT INTO locks(key, run_id, acquired_at) VALUES (?, ?, ?)", (key, run_id, now))
+            self.acquire_locks_in(conn, run_id, lock_keys)  # raises LockHeld: the whole insert rolls back
             for step in steps:
                 self._insert_step(conn, run_id, step, now)
             self._event(conn, run_id=run_id, action="run.started", actor=started_by, front_end=front_end,
