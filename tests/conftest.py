@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.do_fake",
     "tests.fixtures.dns_server",
+    "tests.fixtures.slack",
 ]
 
 

@@ -344,12 +344,14 @@ class Runner:
                 beat = step.get("heartbeat_at") or step.get("started_at") or 0
                 if _owner_alive(step.get("owner")) and now - beat < STALE_AFTER_SECONDS:
                     continue  # another live process is applying it
-                self.store.transition_step(
+                if self.store.transition_step(
                     run["id"], step["key"], [step["state"]], "interrupted", actor=ENGINE, front_end=ENGINE,
                     action="step.interrupted",
                     detail={"owner": step.get("owner"), "was": step["state"],
                             "next": "a person decides: verify, retry, skip or rollback"},
-                )
+                ):
+                    # Front ends show the decision controls (Slack: Verify/Retry/Skip/Rollback buttons).
+                    self._tell(run["id"], ("step_finished", step["key"]), ("run_updated", None))
             try:
                 self._runbook_for(run)
             except RunbookChanged as exc:

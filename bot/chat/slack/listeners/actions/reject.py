@@ -1,0 +1,14 @@
+"""Reject (the button carries a client-side confirm dialog; the engine checks who may reject)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.chat.slack.listeners.actions._payload import clicked
+
+
+def reject_clicked(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
+    ack()
+    c = clicked(body, action)
+    context["work"].submit(context["service"].reject, user=c["user"], channel=c["channel"], run_id=c["run_id"],
+                           step_key=c["step_key"], response_url=c["response_url"])

@@ -1,0 +1,32 @@
+"""The confirm modal's submission: a wrong text is an inline error; the right one goes to the engine.
+
+The ack *is* the answer here (Slack shows `response_action: errors` under the input), so the
+comparison happens before it: one SQLite read of the step's rendered confirm text. The engine
+compares again when it records the approval; this check only saves a round trip and keeps the
+modal open for a second try.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.chat.slack.ids import Block
+
+
+def confirm_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
+    meta = json.loads(view.get("private_metadata") or "{}")
+    typed = (((view.get("state") or {}).get("values") or {}).get(Block.CONFIRM_INPUT.value) or {}) \
+        .get(Block.CONFIRM_ACTION.value, {}).get("value") or ""
+    user = body["user"]["id"]
+    service = context["service"]
+    _run, step, expected = service.confirm_text(meta["run"], meta["step"])
+    if expected is not None and typed.strip() != expected:
+        ack(response_action="errors",
+            errors={Block.CONFIRM_INPUT.value: f"That is not it: type {expected} exactly to approve."})
+        context["work"].submit(service.record_refusal, user=user, run_id=meta["run"], step_key=meta["step"],
+                               code="confirm_mismatch", message=f"typed {typed.strip()[:100]!r} in the modal")
+        return
+    ack()
+    context["work"].submit(service.approve, user=user, channel=meta.get("channel"), run_id=meta["run"],
+                           step_key=meta["step"], confirm=typed.strip())
