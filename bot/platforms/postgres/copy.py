@@ -288,8 +288,10 @@ def _loop(req: CopyRequest, children: Children, tracker: Tracker, progress: Call
     children.check()
 
 
-def _guarded(req: CopyRequest, children: Children, body: Callable[[], CopyOutcome]) -> CopyOutcome:
-    """Run `body`; on any way out but success, stop the children and the target's backends serving them."""
+def _guarded(req: CopyRequest, children: Children, body: Callable[[], CopyOutcome], *,
+             monitors: dict[str, Any] | None = None, folder: Any = None) -> CopyOutcome:
+    """Run `body`; on any way out but success, stop the children and the target's backends serving them.
+    Always close the progress monitors and remove the strategy's scratch folder."""
     finished = False
     try:
         outcome = body()
@@ -299,6 +301,10 @@ def _guarded(req: CopyRequest, children: Children, body: Callable[[], CopyOutcom
         if not finished:
             children.stop()
             terminate_backends(req.target, req.tag)
+        for monitor in (monitors or {}).values():
+            monitor.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def terminate_backends(ep: Endpoint, tag: str) -> int:
@@ -372,12 +378,7 @@ def _parallel(req: CopyRequest, progress: Callable[[float, str], None], check_ca
         progress(1.0, f"restore: {len(tracker.size)}/{len(tracker.size)} tables, indexes built")
         return outcome
 
-    try:
-        return _guarded(req, children, body)
-    finally:
-        for monitor in monitors.values():
-            monitor.close()
-        shutil.rmtree(folder, ignore_errors=True)
+    return _guarded(req, children, body, monitors=monitors, folder=folder)
 
 
 def _stream(req: CopyRequest, progress: Callable[[float, str], None], check_cancelled: Callable[[], None],
@@ -420,11 +421,7 @@ def _stream(req: CopyRequest, progress: Callable[[float, str], None], check_canc
         progress(1.0, "copy: done, indexes built")
         return outcome
 
-    try:
-        return _guarded(req, children, body)
-    finally:
-        for monitor in monitors.values():
-            monitor.close()
+    return _guarded(req, children, body, monitors=monitors)
 
 
 def _pgcopydb(req: CopyRequest, progress: Callable[[float, str], None], check_cancelled: Callable[[], None],
@@ -469,12 +466,7 @@ def _pgcopydb(req: CopyRequest, progress: Callable[[float, str], None], check_ca
         progress(1.0, "copy: done, indexes built")
         return outcome
 
-    try:
-        return _guarded(req, children, body)
-    finally:
-        for monitor in monitors.values():
-            monitor.close()
-        shutil.rmtree(folder, ignore_errors=True)
+    return _guarded(req, children, body, monitors=monitors, folder=folder)
 
 
 def _relay(req: CopyRequest, progress: Callable[[float, str], None], check_cancelled: Callable[[], None],
@@ -574,12 +566,7 @@ def _relay(req: CopyRequest, progress: Callable[[float, str], None], check_cance
         progress(1.0, f"copy: {len(tracker.size)}/{len(tracker.size)} tables, indexes built")
         return outcome
 
-    try:
-        return _guarded(req, children, body)
-    finally:
-        for monitor in monitors.values():
-            monitor.close()
-        shutil.rmtree(folder, ignore_errors=True)
+    return _guarded(req, children, body, monitors=monitors, folder=folder)
 
 
 def _qualified(schema: str, name: str) -> str:
