@@ -45,14 +45,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-import psycopg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot import config, secrets
 from bot.platforms import errors
 from bot.platforms.postgres import copy as pgcopy
 from bot.platforms.postgres import endpoints, pooler, preflight, tools, verify
-from bot.platforms.postgres.connect import Endpoint, connect, quote_ident, qualified
+from bot.platforms.postgres.connect import DatabaseError, Endpoint, ExportedSnapshot, connect, quote_ident, qualified
 from bot.platforms.postgres.preflight import MARKER_TABLE, DbFacts, human_bytes, human_seconds
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, Verification, register
 
@@ -377,7 +376,7 @@ class DbCopy(_Preflight, StepKind):
                 raise PlanRefused(f"target changed since the plan; it now also holds: {'; '.join(extra)}; plan again")
             try:
                 dropped = drop_everything(tgt_ep)
-            except psycopg.Error as exc:
+            except DatabaseError as exc:
                 raise StepError(f"overwrite: could not empty {tgt_ep.display()}: {secrets.redact(str(exc)).strip()} "
                                 f"(nothing was dropped: it runs in one transaction)") from None
             ctx.log(f"overwrite: dropped {', '.join(dropped)} on {tgt_ep.display()}")
@@ -391,13 +390,13 @@ class DbCopy(_Preflight, StepKind):
         measured: dict[str, Any] = {}
 
         method = verify.method_for(int(data["source_major"]), int(data["target_major"]))
-        with _Snapshot(src_ep) as snap:
+        with ExportedSnapshot(src_ep) as snap:
             def measure_source() -> None:
                 try:
                     measured["tables"] = verify.measure_tables(src_ep, [t.qualified for t in tables],
                                                                jobs=int(data["jobs"]), snapshot=snap.id,
                                                                method=method)
-                except psycopg.Error as exc:  # verify() will measure the source again instead
+                except DatabaseError as exc:  # verify() will measure the source again instead
                     measured["error"] = secrets.redact(str(exc))
 
             helper = threading.Thread(target=measure_source, daemon=True) if inputs.verify else None
@@ -461,7 +460,7 @@ class DbCopy(_Preflight, StepKind):
             for statement in grants:
                 try:
                     conn.execute(statement)
-                except psycopg.Error as exc:
+                except DatabaseError as exc:
                     raise StepError(f"grants: {statement!r} failed: {secrets.redact(str(exc)).strip()}; the data "
                                     f"is copied but the target stays marked incomplete (public.{MARKER_TABLE}); "
                                     f"none of the grants was applied") from None
@@ -569,29 +568,6 @@ class DbPreflight(_Preflight, StepKind):
             raise StepError("preflight found problems: " + "; ".join(plan.blocking))
         return Result(summary="preflight passed: " + plan.summary, details={"warnings": plan.warnings},
                       table=plan.table)
-
-
-class _Snapshot:
-    """A REPEATABLE READ transaction on the source whose snapshot the copy and the checksums import."""
-
-    def __init__(self, ep: Endpoint) -> None:
-        self.ep = ep
-        self.conn: psycopg.Connection | None = None
-        self.id: str | None = None
-
-    def __enter__(self) -> _Snapshot:
-        conn = connect(self.ep, autocommit=False, application_name="runbook-bot-snapshot")
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        # A managed server may end idle transactions; this one must live as long as the copy.
-        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', '0', true)")
-        self.id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        self.conn = conn
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.conn is not None:
-            self.conn.close()
 
 
 __all__ = ["DbCopy", "DbPreflight", "CopyInputs", "drop_everything", "errors"]

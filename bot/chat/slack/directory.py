@@ -70,15 +70,19 @@ class SlackDirectory:
             self._cache[key] = (self.clock(), value)
         return value
 
+    @staticmethod
+    def _ask(what: str, method: Any, **kwargs: Any) -> Any:
+        """One Web API call; an outage becomes DirectoryUnavailable ("try again"), never "not allowed"."""
+        try:
+            return method(**kwargs)
+        except (URLError, OSError) as exc:
+            raise DirectoryUnavailable(f"could not reach Slack to {what}: {exc}") from exc
+        except SlackApiError as exc:
+            raise DirectoryUnavailable(f"could not {what}: {exc.response.get('error')}") from exc
+
     def group_id(self, handle: str) -> str | None:
         def fetch() -> dict[str, str]:
-            try:
-                response = self.client.usergroups_list(include_disabled=False)
-            except (URLError, OSError) as exc:
-                raise DirectoryUnavailable(f"could not reach Slack to list user groups: {exc}") from exc
-            except SlackApiError as exc:
-                raise DirectoryUnavailable(
-                    f"could not list user groups: {exc.response.get('error')}") from exc
+            response = self._ask("list user groups", self.client.usergroups_list, include_disabled=False)
             return {g["handle"]: g["id"] for g in response.get("usergroups", []) if g.get("handle")}
 
         return self._cached(("groups", ""), fetch).get(handle)
@@ -89,13 +93,7 @@ class SlackDirectory:
             return frozenset()
 
         def fetch() -> frozenset[str]:
-            try:
-                response = self.client.usergroups_users_list(usergroup=group)
-            except (URLError, OSError) as exc:
-                raise DirectoryUnavailable(f"could not reach Slack to list @{handle}: {exc}") from exc
-            except SlackApiError as exc:
-                raise DirectoryUnavailable(
-                    f"could not list members of @{handle}: {exc.response.get('error')}") from exc
+            response = self._ask(f"list members of @{handle}", self.client.usergroups_users_list, usergroup=group)
             return frozenset(response.get("users", []))
 
         return self._cached(("members", group), fetch)

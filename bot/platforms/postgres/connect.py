@@ -174,3 +174,34 @@ def quote_ident(name: str) -> str:
 
 def qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+# Steps catch this name, not the driver's: the driver stays behind this package's door.
+DatabaseError = psycopg.Error
+
+
+class ExportedSnapshot:
+    """A REPEATABLE READ transaction whose snapshot other sessions import (`SET TRANSACTION SNAPSHOT`).
+
+        with ExportedSnapshot(source) as snap:
+            copy_tables(..., snapshot=snap.id)      # the copy and the checksums see the same instant
+    """
+
+    def __init__(self, ep: Endpoint) -> None:
+        self.ep = ep
+        self.conn: psycopg.Connection | None = None
+        self.id: str | None = None
+
+    def __enter__(self) -> ExportedSnapshot:
+        conn = connect(self.ep, autocommit=False, application_name="runbook-bot-snapshot")
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        # A managed server may end idle transactions; this one must live as long as the copy.
+        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', '0', true)")
+        self.id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        self.conn = conn
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.conn is not None:
+            self.conn.close()
