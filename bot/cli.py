@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="HTTP port (default $PORT or 3000)")
     p.add_argument("--console", action="store_true", help="force the console demo even when Slack is configured")
 
+    p = sub.add_parser("rehearse", help="walk a runbook through the embedded rehearsal world and report; "
+                       "changes nothing outside it")
+    p.add_argument("runbook", nargs="?", default="aws-ecs-to-do-app",
+                   help="a runbook file or name (default: aws-ecs-to-do-app, seed 000's migration)")
+
     for name, helptext in (("run", "walk a run in the terminal"), ("plan", "print every plan; change nothing")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("runbook", help="a runbook file, or a name in the runbooks folder")
@@ -125,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _install_log_redaction()
-    # botocore and urllib3 log raw response bodies at DEBUG (secret values included, before any
-    # adapter has seen them to register); -v is about the engine, not about wire dumps.
-    for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer"):
-        logging.getLogger(noisy).setLevel(logging.INFO)
-    console = Console(highlight=False)
+    # Third-party libraries stay at WARNING by default (botocore's "Found credentials", azure-core's
+    # request headers, moto's werkzeug access lines are not the operator's business). With -v they
+    # show at INFO, masked by the redaction filter; never at DEBUG, where botocore and urllib3 dump
+    # raw response bodies (secret values included) before any adapter has seen them to register.
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer", "werkzeug", "moto", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
+    console = Console(highlight=False, emoji=False)  # a step key like `undo:watch` is not an emoji code
     if args.db:
         import os
 
@@ -379,15 +386,26 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         from bot.chat.slack import serve
 
         return serve(http=args.http, port=args.port)
-    from bot.sandbox import run_demo
-
     console.print("[bold]No Slack settings found[/] (SLACK_BOT_TOKEN, SLACK_APP_TOKEN or SLACK_SIGNING_SECRET): "
-                  "running the console demo on the embedded sandbox.")
-    return run_demo(console)
+                  "rehearsing seed 000's migration on the embedded rehearsal world.")
+    return cmd_rehearse(argparse.Namespace(runbook="aws-ecs-to-do-app"), console)
+
+
+def cmd_rehearse(args: argparse.Namespace, console: Console) -> int:
+    from bot.runbook.load import resolve_runbook
+    from bot.sandbox.rehearse import rehearse
+
+    try:
+        path = resolve_runbook(args.runbook, config.runbooks_dir())
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    return rehearse(console, str(path))
 
 
 COMMANDS = {
     "serve": cmd_serve,
+    "rehearse": cmd_rehearse,
     "run": cmd_run,
     "plan": cmd_run,
     "status": cmd_status,

@@ -45,3 +45,14 @@ def get(name: str, default: str | None = None) -> str | None:
     """Read one setting; an empty string counts as unset."""
     value = os.environ.get(name)
     return value if value else default
+
+
+def get_list(name: str) -> list[str]:
+    """A comma-separated setting as a list (empty when unset)."""
+    return [item.strip() for item in (get(name) or "").split(",") if item.strip()]
+
+
+def get_map(name: str) -> dict[str, str]:
+    """A `key=value,key=value` setting as a dict (empty when unset)."""
+    pairs = (item.split("=", 1) for item in get_list(name) if "=" in item)
+    return {key.strip().lower(): value.strip() for key, value in pairs}

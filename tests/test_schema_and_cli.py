@@ -78,10 +78,3 @@ def test_run_plan_status_and_usage_errors(tmp_path):
     failed = cli("run", "demo", "--yes", env=env)
     assert failed.returncode == 1, failed.stdout
     assert "connection failed" in failed.stdout
-
-
-def test_serve_without_slack_runs_the_console_demo_on_the_sandbox(tmp_path):
-    result = cli("serve", env={"RUNBOOK_BOT_STATE_DIR": str(tmp_path / "state")}, stdin="")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "running the console demo on the embedded sandbox" in result.stdout
-    assert "succeeded" in result.stdout
