@@ -17,6 +17,17 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _shipped(folder: str) -> Path:
+    """A shipped folder: the checkout's top-level one, else the installed package data (a wheel)."""
+    checkout = PROJECT_ROOT / folder
+    if checkout.is_dir():
+        return checkout
+    from importlib.resources import files
+
+    # `bot.runbooks` and `bot.templates` are folders of data (no __init__), so ask for them under `bot`.
+    return Path(str(files("bot") / folder))
+
+
 def state_dir() -> Path:
     """Where the store and the fingerprint key live (`RUNBOOK_BOT_STATE_DIR`, default `./state`)."""
     return Path(os.environ.get("RUNBOOK_BOT_STATE_DIR", "state")).resolve()
@@ -34,11 +45,12 @@ def runbooks_dir() -> Path:
     if explicit:
         return Path(explicit).resolve()
     local = Path("runbooks")
-    return local.resolve() if local.is_dir() else PROJECT_ROOT / "runbooks"
+    return local.resolve() if local.is_dir() else _shipped("runbooks")
 
 
 def templates_dir() -> Path:
-    return PROJECT_ROOT / "templates"
+    """The Jinja2 templates of messages (the checkout's `templates/`, or the wheel's package data)."""
+    return _shipped("templates")
 
 
 def get(name: str, default: str | None = None) -> str | None:
