@@ -172,11 +172,8 @@ class ConsoleChannel:
 
 
 def _watch_lines(summary: dict[str, Any]) -> list[str]:
-    try:
-        from bot.watch.render import console_lines
-    except ImportError:
-        return [f"{s.get('label', s.get('name'))}: {s.get('value')} ({s.get('state')})"
-                for s in summary.get("signals", [])]
+    from bot.watch.render import console_lines
+
     return console_lines(summary)
 
 

@@ -36,6 +36,7 @@ from bot.chat.slack.settings import SlackSettings
 from bot.chat.slack.web import OutboxWorker, Poster, make_client
 from bot.engine.runner import Runner
 from bot.engine.store import Store
+from bot.watch.scheduler import WatchScheduler
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +191,6 @@ class SlackBot:
         if not self.outbox.is_alive():
             self.outbox.start()
         if watches and self.watch_scheduler is None:
-            try:
-                from bot.watch.scheduler import WatchScheduler
-            except ModuleNotFoundError as exc:  # the watch package is optional in this build
-                log.warning("watch scheduler not started: %s", exc)
-                return
             self.watch_scheduler = WatchScheduler(self.store, self.channel, run_view=self.runner.view)
             self.watch_scheduler.start()
 

@@ -13,7 +13,6 @@ one the bot is not in), else `chat.postEphemeral`.
 from __future__ import annotations
 
 import difflib
-import importlib
 import logging
 import re
 import shlex
@@ -32,6 +31,7 @@ from bot.chat.slack.directory import DirectoryUnavailable
 from bot.chat.slack.web import Poster
 from bot.engine.runner import StartRefused
 from bot.runbook.load import RunbookInvalid, find_runbooks, load_runbook
+from bot.watch import service as watch_service
 
 log = logging.getLogger(__name__)
 
@@ -209,13 +209,7 @@ class SlackService:
     def _watch(self, args: list[str], user: str, usage: str, where: dict[str, Any]) -> None:
         if len(args) != 2 or args[1] not in WATCH_ACTIONS:
             raise UsageError("`watch` takes a run id and one of start, stop, now, chart", usage)
-        try:
-            watch = importlib.import_module("bot.watch.service")
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("bot.watch.service", "bot.watch"):
-                raise
-            self._say("watch is not available yet", **where)
-            return
+        watch = watch_service
         run = self._view(args[0], usage)
         action = args[1]
         try:
