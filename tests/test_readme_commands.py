@@ -157,3 +157,13 @@ def test_the_seed_runbook_plan_runs_against_the_rehearsal_world(tmp_path):
             # A plan changes nothing and reports what each step would do: the WORKERS gap is in it.
             assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-2000:]
             assert "WORKERS" in result.stdout
+
+
+def test_the_readme_target_table_is_generated_from_the_schema():
+    from bot.runbook.schema import target_table_markdown
+
+    text = README.read_text()
+    shown = text.split("<!-- target-fields:start -->\n", 1)[1].split("<!-- target-fields:end -->", 1)[0]
+    assert shown == target_table_markdown(), "README's target table is stale: regenerate it from " \
+                                             "bot.runbook.schema.target_table_markdown()"
+    assert "`nameservers`" in shown and "`endpoint_url`" in shown
