@@ -37,6 +37,7 @@ class Server:
     port: int
     user: str = "postgres"
     stop_fn: Any = None
+    bin_dir: str | None = None  # the server's own client tools (pg_dump of its major version)
     created: list[str] = field(default_factory=list)
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
@@ -78,8 +79,10 @@ def find_server() -> Server:
     folder = tempfile.mkdtemp(prefix="rb-rehearsal-pg-")
     embedded = pgserver.get_server(folder, cleanup_mode="delete")
     info = psycopg.conninfo.conninfo_to_dict(embedded.get_uri())
+    from pgserver._commands import POSTGRES_BIN_PATH  # the wheel's binaries, pg_dump among them
+
     return Server(str(info.get("host")), int(info.get("port") or 5432), str(info.get("user") or "postgres"),
-                  stop_fn=embedded.cleanup)
+                  stop_fn=embedded.cleanup, bin_dir=str(POSTGRES_BIN_PATH))
 
 
 def free_port() -> int:

@@ -123,7 +123,8 @@ def _pooler_evidence(copy: Any, world: Any) -> str:
     if copy is None:
         return "no copy-db step"
     if world.pgbouncer is None:
-        return "PgBouncer is not installed on this machine (apt-get install pgbouncer): no pooler to catch"
+        return ("no PgBouncer in this world (apt-get install pgbouncer, with the local PostgreSQL): "
+                "no pooler to catch")
     data = (copy.plan or {}).get("data") or {}
     warnings = [w for w in (copy.plan or {}).get("warnings") or [] if "PgBouncer" in w]
     return f"copied {data.get('source', '?')} -> {data.get('target', '?')}; " + "; ".join(warnings)[:160]

@@ -161,7 +161,8 @@ class World:
         stack.callback(pg.drop_created)
         suffix = uuid.uuid4().hex[:8]
         databases = {"old": pg.create(f"rb_rehearsal_old_{suffix}"), "new": pg.create(f"rb_rehearsal_new_{suffix}")}
-        bouncer = PgBouncer.start(pg, {f"{databases['new']}-pool": databases["new"]})
+        # PgBouncer runs as its own user; an embedded server's private socket folder is closed to it.
+        bouncer = None if pg.host.startswith("/") else PgBouncer.start(pg, {f"{databases['new']}-pool": databases["new"]})
         if bouncer is not None:
             stack.callback(bouncer.stop)
 
@@ -190,6 +191,8 @@ class World:
             "RUNBOOK_BOT_NAMESERVERS": dns.address, "RUNBOOK_BOT_PG_HOSTADDR": f"{rds_host}={pg.host}",
             **demo.env, "OLD_DB_PASSWORD": PASSWORD, "NEW_DB_PASSWORD": PASSWORD, "REQUESTS_CA_BUNDLE": str(ca_file),
         }
+        if pg.bin_dir:
+            world.settings["PG_BIN_DIR"] = pg.bin_dir
         world.settings = {k: v for k, v in world.settings.items() if v}
         return world
 
@@ -277,10 +280,10 @@ class World:
         pooled = self.pgbouncer.port if self.pgbouncer else None
         self.do.add_database(f"api-{ENV}-pg", direct=(self.pg.host, self.pg.port), user=self.pg.user,
                              password=PASSWORD, database=self.databases["new"],
-                             pool=(self.pg.host, pooled or self.pg.port),
+                             pool=("127.0.0.1", pooled) if pooled else (self.pg.host, self.pg.port),
                              # without PgBouncer on the machine the "pool" is the server itself
                              pool_database=None if pooled else self.databases["new"])
-        pool_url = f"postgresql://{self.pg.user}@{self.pg.host}:{pooled or self.pg.port}/{self.databases['new']}-pool"
+        pool_url = f"postgresql://{self.pg.user}@127.0.0.1:{pooled or self.pg.port}/{self.databases['new']}-pool"
         self.do.add_app({"name": f"api-{ENV}", "region": "nyc", "services": [{
             "name": f"api-{ENV}", "run_command": RUN_COMMAND, "http_port": 8080, "instance_count": 2,
             "envs": [{"key": "LOG_LEVEL", "value": "info", "scope": "RUN_TIME", "type": "GENERAL"},

@@ -61,7 +61,9 @@ def resolve(spec: Any, ctx: Any, *, field: str = "source") -> Endpoint:
 
     ep = _resolve(spec, ctx, field=field)
     address = config.get_map("RUNBOOK_BOT_PG_HOSTADDR").get(ep.host.lower())
-    if address and "hostaddr" not in ep.params:
+    if address and address.startswith("/"):  # a Unix socket folder (an embedded server): libpq's host
+        ep = dataclasses.replace(ep, host=address)
+    elif address and "hostaddr" not in ep.params:
         ep = dataclasses.replace(ep, params={**ep.params, "hostaddr": address})
     return ep
 
