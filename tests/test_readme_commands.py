@@ -157,6 +157,12 @@ def test_the_seed_runbook_plan_runs_against_the_rehearsal_world(tmp_path):
             # A plan changes nothing and reports what each step would do: the WORKERS gap is in it.
             assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-2000:]
             assert "WORKERS" in result.stdout
+            # No third-party INFO lines by default (botocore's credentials line, azure-core's headers).
+            assert "Found credentials" not in result.stderr and "Request URL" not in result.stderr
+        verbose = _cli(lines[0].replace("runbook-bot ", "runbook-bot -v ", 1)
+                       + f" -p new_port={world.new_port} -p db_name={world.databases['new']}", env)
+        assert "Found credentials" in verbose.stderr          # -v shows them ...
+        assert world.settings["OLD_DB_PASSWORD"] not in verbose.stderr + verbose.stdout  # ... secrets masked
 
 
 def test_the_readme_target_table_is_generated_from_the_schema():
