@@ -60,6 +60,6 @@ def test_an_installed_bot_finds_the_demo_and_renders_slack_messages(installed):
         listed.stdout + listed.stderr
     rendered = _run(installed, "from bot.chat.slack import messages; "
                     "print(messages.template_names()); "
-                    "print(messages.render('usage_error', {'message': 'try /runbook help'}).text)", module=False)
+                    "print(messages.render('usage_error', {'problem': 'no such command', 'usage': '/runbook help', 'suggestions': []}).text)", module=False)
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
-    assert "approval_request" in rendered.stdout
+    assert "approval_request" in rendered.stdout and "no such command" in rendered.stdout
