@@ -54,6 +54,7 @@ def test_serve_without_slack_rehearses_and_every_trap_shows(rehearsal):
         assert f"yes  {finding}" in out, f"{finding!r} not shown:\n{out[-4000:]}"
     assert " NO  " not in out
     assert "decided to roll back" in out and "cutover window" in out
+    assert "undo:watch: applying" in out  # step keys printed literally (rich would make `:watch:` an emoji)
 
 
 def test_the_rehearsal_says_it_changes_nothing_outside_and_does_not(rehearsal):
