@@ -133,8 +133,9 @@ def render_string(text: str, ctx: TemplateContext) -> str:
         raise TemplateNameError(str(exc)) from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateNameError(f"not allowed in a template: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise TemplateNameError(f"template error: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError, jinja2.TemplateError) as exc:
+        # a filter given the wrong type (`0|wordwrap`), an index out of range, a bad argument
+        raise TemplateNameError(f"template error: {type(exc).__name__}: {exc}") from None
 
 
 def render_value(value: Any, ctx: TemplateContext) -> Any:
