@@ -137,8 +137,13 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ["RUNBOOK_BOT_DB"] = str(Path(args.db).resolve())
     handler = COMMANDS[args.command]
+    from bot.engine.store_faults import StoreFault
+
     try:
         return handler(args, console)
+    except StoreFault as exc:  # one line naming the file and what to do, never a traceback
+        print(f"runbook-bot: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         console.print("interrupted; the run's state is in the store: `runbook-bot status`")
         return EXIT_WAITING
