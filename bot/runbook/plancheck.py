@@ -53,12 +53,11 @@ def rendered_input_problems(loaded: LoadedRunbook, params: dict[str, Any]) -> li
     from bot.steps.base import kinds
 
     model = loaded.model
-    doc = parse_yaml(loaded.text, loaded.path)
-    problems: list[str] = []
+    found: list[tuple[Path_, str]] = []
+    problems = found  # counted while checking; turned into lines (with the file's marks) at the end
 
     def add(path: Path_, message: str) -> None:
-        line, col = doc.mark(path)
-        problems.append(f"{loaded.path}:{line}:{col}: {format_path(path)}: {message}")
+        found.append((path, message))
 
     env = env_values(model.env)
     base = TemplateContext(params=params, targets={}, env=env, outputs={})
@@ -102,4 +101,8 @@ def rendered_input_problems(loaded: LoadedRunbook, params: dict[str, Any]) -> li
                 where = (*path, "with", *err["loc"])
                 if not any(where[: len(t)] == t for t in later):
                     add(where, str(err["msg"]).removeprefix("Value error, "))
-    return problems
+    if not found:
+        return []
+    doc = parse_yaml(loaded.text, loaded.path)  # only when there is something to point at
+    return [f"{loaded.path}:{doc.mark(path)[0]}:{doc.mark(path)[1]}: {format_path(path)}: {message}"
+            for path, message in found]
