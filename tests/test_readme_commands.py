@@ -26,7 +26,7 @@ ELSEWHERE = {
     "make run": "tests/test_rehearsal.py (make run = serve without Slack = the rehearsal)",
     "make test": "this suite",
     "runbook-bot serve": "tests/test_rehearsal.py",
-    "runbook-bot serve --http --port N": "tests/test_slack_serve.py",
+    "runbook-bot serve --http --port N --host H": "tests/test_slack_serve.py",
     "runbook-bot rehearse": "tests/test_rehearsal.py (the same walk as serve)",
 }
 
