@@ -42,7 +42,11 @@ from pydantic import ValidationError
 
 from bot import config
 from bot import secrets as secret_values
+from bot.engine import states as st
 from bot.engine.channel import Progress, QuietChannel, RunView, StepView
+from bot.engine.liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, Heartbeat, owner_alive, process_token
+from bot.engine.rollback_plan import UNDO_PREFIX, plan_undo, retry_keys, rollback_outcome, undo_source
+from bot.engine.states import RunState, StepState
 from bot.engine.store import LockHeld, Store
 from bot.platforms.errors import PlatformError
 from bot.runbook.load import LoadedRunbook, RunbookInvalid, format_path, load_runbook, resolve_runbook
@@ -56,19 +60,16 @@ from bot.runbook.render import (
     render_value,
 )
 from bot.runbook.targets import parse_target
-from bot.steps.base import Plan, Result, StepError, StepKind, Verification, kinds
+from bot.steps.base import Plan, PlanRefused, Result, StepError, StepKind, Verification, kinds
 from bot.steps.context import Cancelled, StepContext, StepRecord, SystemClock
 
 log = logging.getLogger("runbook_bot.engine")
 
-TERMINAL_STEP = ("succeeded", "failed", "skipped", "rolled_back")
-ACTIVE_RUN = ("running", "rolling_back")
-FINAL_RUN = ("succeeded", "failed", "aborted", "rolled_back")
-UNDO_PREFIX = "undo:"
-ROLLBACK_IDX = 1000
-HEARTBEAT_SECONDS = 2.0
-STALE_AFTER_SECONDS = 20.0
+TERMINAL_STEP = tuple(st.STEP_DONE)
+ACTIVE_RUN = tuple(st.RUN_ACTIVE)
+FINAL_RUN = tuple(st.RUN_FINAL)
 ENGINE = "engine"
+__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER_SECONDS", "UNDO_PREFIX", "Runner", "Decision", "StartRefused"]
 
 
 @dataclass
@@ -116,26 +117,6 @@ def new_run_id() -> str:
     return "r-" + pysecrets.token_hex(4)
 
 
-def _owner_token() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_alive(owner: str | None) -> bool:
-    """Is the process that claimed a step still there? (Same host: ask the OS; other host: unknown.)"""
-    if not owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True  # cannot tell; the heartbeat decides
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Runner:
     def __init__(self, store: Store, channel: Any = None, *, directory: Any = None, clock: Any = None,
                  background: bool = False, max_workers: int = 8, progress_interval: float = 1.0,
@@ -149,7 +130,7 @@ class Runner:
             if background else None
         self.progress_interval = progress_interval
         self.runbooks_dir = Path(runbooks_dir) if runbooks_dir else config.runbooks_dir()
-        self.owner = _owner_token()
+        self.owner = process_token()
         self._cancel: dict[str, threading.Event] = {}
         self._drive_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -201,6 +182,9 @@ class Runner:
         run = self.store.find_run(run_id)
         if run is None:
             return Decision(False, "no_run", f"no run {run_id}")
+        refused = self._authorise(run, self._runbook_quiet(run), user, front_end, "abort")
+        if refused is not None:
+            return refused
         moved = self.store.transition_run(run["id"], ACTIVE_RUN, "aborted", actor=user, front_end=front_end,
                                           error=f"aborted by {user}" + (f": {reason}" if reason else ""),
                                           release_locks=True)
@@ -213,7 +197,8 @@ class Runner:
                         run["id"])
 
     def rollback(self, run_id: str, *, user: str, front_end: str) -> Decision:
-        """Undo the run's succeeded steps in reverse order, each through plan/approve/apply/verify."""
+        """Undo every step that may have changed something, newest first, each through
+        plan/approve/apply/verify. From `rollback_incomplete`, tries the failed undo steps again."""
         run = self.store.find_run(run_id)
         if run is None:
             return Decision(False, "no_run", f"no run {run_id}")
@@ -226,6 +211,9 @@ class Runner:
             loaded = self._runbook_for(run)
         except RunbookChanged as exc:
             return Decision(False, "runbook_changed", str(exc), run_id)
+        refused = self._authorise(run, loaded, user, front_end, "rollback")
+        if refused is not None:
+            return refused
         steps = self.store.get_steps(run_id)
         busy = [s["key"] for s in steps if s["state"] in ("applying", "verifying")]
         if busy:
@@ -252,6 +240,9 @@ class Runner:
             loaded = self._runbook_for(run)
         except RunbookChanged as exc:
             return Decision(False, "runbook_changed", str(exc), run_id)
+        refused = self._authorise(run, loaded, user, front_end, f"resolve.{action}", step=step)
+        if refused is not None:
+            return refused
         if action == "retry":
             if not self.store.transition_step(run_id, step_key, ["interrupted"], "applying", actor=user,
                                               front_end=front_end, action="step.retry_after_interrupt",
@@ -259,7 +250,10 @@ class Runner:
                                               started_at=self.clock.now()):
                 return Decision(False, "raced", "someone else decided first", run_id)
             self._submit(self._execute_then_drive, run_id, step_key)
-            return Decision(True, "retrying", f"re-applying {step_key} as {user} decided", run_id)
+            kind = kinds().get(step["kind"])
+            caveat = "" if kind is not None and kind.idempotent else \
+                " (its kind is not idempotent: if the first apply got through, this applies it twice)"
+            return Decision(True, "retrying", f"re-applying {step_key} as {user} decided{caveat}", run_id)
         if action == "skip":
             if not self.store.transition_step(run_id, step_key, ["interrupted"], "skipped", actor=user,
                                               front_end=front_end, action="step.skipped_after_interrupt",
@@ -282,7 +276,7 @@ class Runner:
             return self._begin_rollback(self.store.get_run(run_id), loaded, self.store.get_steps(run_id),
                                         actor=user, front_end=front_end,
                                         reason=f"{step_key} was interrupted; {user} chose rollback "
-                                               "(its own effect is unknown and is not undone)")
+                                               "(it is undone too, from what it recorded before it stopped)")
         return Decision(False, "bad_action", "choose one of verify, retry, skip, rollback", run_id)
 
     def replan(self, run_id: str, *, user: str, front_end: str) -> Decision:
@@ -301,14 +295,14 @@ class Runner:
         steps = {s["key"]: s for s in self.store.get_steps(run_id)}
         forward = {s.id for s in loaded.model.steps}
         started = [k for k, s in steps.items() if s["phase"] == "forward"
-                   and s["state"] not in ("pending", "planned", "awaiting_approval")]
+                   and s["state"] not in st.STEP_NOT_STARTED]
         missing = [k for k in started if k not in forward]
         if missing:
             return Decision(False, "replan_conflict", f"steps already started are gone from the runbook: "
                             f"{', '.join(missing)}", run_id)
         with self.store.transaction() as conn:
             for key, step in steps.items():
-                if step["phase"] == "forward" and step["state"] in ("planned", "awaiting_approval"):
+                if step["phase"] == "forward" and step["state"] in ("planned", "awaiting_approval", "blocked"):
                     # Back to pending, keeping request_no: approvals of the old request never count again.
                     self.store.transition_step_in(conn, run_id, key, [step["state"]], "pending", actor=user,
                                                   front_end=front_end, action="step.replanned",
@@ -333,25 +327,40 @@ class Runner:
         self._kick(run_id)
         return Decision(True, "replanned", f"run {run_id} re-planned against the runbook as it is now", run_id)
 
-    def resume_all(self) -> list[str]:
-        """On start-up: mark steps whose process died `interrupted`, then drive every active run."""
-        resumed = []
+    def reap(self) -> list[tuple[str, str]]:
+        """Mark `interrupted` every applying/verifying step whose owner is gone; returns (run, step) pairs.
+
+        Never takes a step from a provably alive owner (same host, same PID *and* start time):
+        a live process whose step is slow is left alone however old its heartbeat. An owner on
+        another host is judged by its heartbeat alone (STALE_AFTER_SECONDS without a beat).
+        `serve` calls this periodically; `resume_all` once at start-up."""
+        reaped = []
         now = self.clock.now()
+        for row in self.store.busy_steps():
+            alive = owner_alive(row.get("owner"))
+            beat = row.get("heartbeat_at") or row.get("started_at") or 0
+            if alive is True or (alive is None and now - beat < STALE_AFTER_SECONDS):
+                continue
+            kind = kinds().get(row["kind"])
+            idempotent = bool(kind and kind.idempotent)
+            offers = ["retry", "verify", "skip", "rollback"] if idempotent else ["verify", "skip", "rollback", "retry"]
+            if self.store.transition_step(
+                row["run_id"], row["key"], [row["state"]], "interrupted", actor=ENGINE, front_end=ENGINE,
+                action="step.interrupted",
+                detail={"owner": row.get("owner"), "was": row["state"], "idempotent": idempotent,
+                        "offers": offers, "why": "its process is gone" if alive is False
+                        else f"no heartbeat for {_ago(now - beat)}"},
+            ):
+                reaped.append((row["run_id"], row["key"]))
+                # Front ends show the decision controls (Slack: Verify/Retry/Skip/Rollback buttons).
+                self._tell(row["run_id"], ("step_finished", row["key"]), ("run_updated", None))
+        return reaped
+
+    def resume_all(self) -> list[str]:
+        """On start-up: reap steps whose process died, then drive every active run."""
+        self.reap()
+        resumed = []
         for run in self.store.list_runs(states=ACTIVE_RUN, limit=10_000):
-            for step in self.store.get_steps(run["id"]):
-                if step["state"] not in ("applying", "verifying"):
-                    continue
-                beat = step.get("heartbeat_at") or step.get("started_at") or 0
-                if _owner_alive(step.get("owner")) and now - beat < STALE_AFTER_SECONDS:
-                    continue  # another live process is applying it
-                if self.store.transition_step(
-                    run["id"], step["key"], [step["state"]], "interrupted", actor=ENGINE, front_end=ENGINE,
-                    action="step.interrupted",
-                    detail={"owner": step.get("owner"), "was": step["state"],
-                            "next": "a person decides: verify, retry, skip or rollback"},
-                ):
-                    # Front ends show the decision controls (Slack: Verify/Retry/Skip/Rollback buttons).
-                    self._tell(run["id"], ("step_finished", step["key"]), ("run_updated", None))
             try:
                 self._runbook_for(run)
             except RunbookChanged as exc:
@@ -360,6 +369,20 @@ class Runner:
             resumed.append(run["id"])
             self._kick(run["id"])
         return resumed
+
+    def start_reaper(self, every: float = HEARTBEAT_SECONDS) -> threading.Event:
+        """Reap on a daemon thread every `every` seconds (for `serve`); set the returned event to stop."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(every):
+                try:
+                    self.reap()
+                except Exception:  # a busy store must not end the reaper; it tries again next period
+                    log.error("reaper failed:\n%s", secret_values.redact(traceback.format_exc()))
+
+        threading.Thread(target=loop, name="runbook-reaper", daemon=True).start()
+        return stop
 
     def view(self, run_id: str) -> RunView:
         run = self.store.find_run(run_id)
@@ -575,7 +598,7 @@ class Runner:
         steps = self.store.get_steps(run_id)
         current = next((s for s in steps if s["state"] not in TERMINAL_STEP), None)
         if current is None:
-            self._finish(run)
+            self._finish(run, loaded, steps)
             return False
         state = current["state"]
         if state == "pending":
@@ -584,15 +607,25 @@ class Runner:
             return self._after_plan(run, loaded, current)
         return False  # awaiting_approval, applying, verifying, interrupted: someone else moves it
 
-    def _finish(self, run: dict[str, Any]) -> None:
-        to = "succeeded" if run["state"] == "running" else "rolled_back"
-        failed = [s for s in self.store.get_steps(run["id"]) if s["state"] == "failed"]
-        if to == "succeeded" and failed:
-            detail = {"failed_steps_continued": [s["key"] for s in failed]}
+    def _finish(self, run: dict[str, Any], loaded: LoadedRunbook | None,
+                steps: list[dict[str, Any]] | None = None) -> None:
+        """End a run that has nothing left to do, in the state that is true of it."""
+        steps = steps if steps is not None else self.store.get_steps(run["id"])
+        error, detail = None, None
+        if run["state"] == RunState.RUNNING:
+            failed = [s for s in steps if s["state"] == "failed"]
+            to = RunState.COMPLETED_WITH_FAILURES if failed else RunState.SUCCEEDED
+            if failed:
+                detail = {"failed": [s["key"] for s in failed]}
+                error = f"{len(failed)} step(s) failed: " + "; ".join(f"{s['key']}: {s['error']}" for s in failed)
+        elif run["state"] == RunState.ROLLING_BACK:
+            to, error = rollback_outcome(steps, loaded.model if loaded else None, kinds())
         else:
-            detail = None
+            return
         if self.store.transition_run(run["id"], [run["state"]], to, actor=ENGINE, front_end=ENGINE,
-                                     detail=detail, release_locks=True):
+                                     error=error, detail=detail, release_locks=True):
+            if to == RunState.ROLLBACK_INCOMPLETE:
+                self._tell(run["id"], ("notify", None, error, "error"))
             self._tell(run["id"], ("run_finished", None))
 
     def _kind_and_inputs(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]):
@@ -616,9 +649,11 @@ class Runner:
             ctx = self._ctx(run, loaded, row)
             original = self._original(run_id, row)
             if original is not None and not isinstance(spec, RollbackSpec):
-                plan = kind.plan_rollback(ctx, inputs, Result.model_validate(original["result"] or {"summary": ""}))
+                plan = kind.plan_rollback(ctx, inputs, undo_source(original))
             else:
                 plan = kind.plan(ctx, inputs)
+        except PlanRefused as exc:
+            return self._block(run_id, key, ["pending"], self._describe(exc))
         except Exception as exc:  # noqa: BLE001 -- recorded as the step's failure with its type
             return self._fail(run, loaded, row, self._describe(exc), from_states=["pending"])
         if not self.store.transition_step(run_id, key, ["pending"], "planned", actor=ENGINE, front_end=ENGINE,
@@ -626,9 +661,16 @@ class Runner:
             return True  # someone else planned it; look again
         self._tell(run_id, ("run_updated", None), ("post_plan", key))
         if plan.blocking:
-            return self._fail(run, loaded, self.store.get_step(run_id, key),
-                              "the plan refused: " + "; ".join(plan.blocking), from_states=["planned"])
+            return self._block(run_id, key, ["planned"], "; ".join(plan.blocking))
         return True
+
+    def _block(self, run_id: str, key: str, from_states: list[str], reason: str) -> bool:
+        """A refusing plan blocks its step: not a failure (nothing is undone), the run waits for a re-plan."""
+        if self.store.transition_step(run_id, key, from_states, "blocked", actor=ENGINE, front_end=ENGINE,
+                                      error=f"the plan refused: {reason}",
+                                      detail={"next": "re-plan the run once the reason is gone"}):
+            self._tell(run_id, ("step_finished", key), ("run_updated", None))
+        return False
 
     def _after_plan(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]) -> bool:
         run_id, key = run["id"], row["key"]
@@ -672,7 +714,6 @@ class Runner:
                 if current is None or current["state"] not in ACTIVE_RUN:
                     cancel.set()
                     return True
-                self.store.heartbeat(run_id, key, self.owner)  # tells a restarting process we are alive
             return False
 
         started = time.monotonic()
@@ -703,14 +744,21 @@ class Runner:
         return StepContext(run_id=run_id, step_id=row["step_id"], runbook_name=loaded.model.name,
                            params=run["params"], targets=targets, outputs=dict(tctx.outputs), clock=self.clock,
                            deadline=deadline, is_cancelled=is_cancelled, on_progress=on_progress, on_log=on_log,
-                           history_fn=history, store=self.store, started_at=row.get("started_at"))
+                           history_fn=history, store=self.store, started_at=row.get("started_at"),
+                           on_undo=lambda data: self.store.record_undo(run_id, key, data))
 
     def _execute_then_drive(self, run_id: str, key: str) -> None:
         self._execute(run_id, key)
         self._drive(run_id)
 
     def _execute(self, run_id: str, key: str) -> None:
-        """Apply then verify a step this process has just moved to `applying` (the CAS winner only)."""
+        """Apply then verify a step this process has just moved to `applying` (the CAS winner only).
+
+        A heartbeat thread beats for the whole call, whatever the step's code is doing."""
+        with Heartbeat(self.store, run_id, key, self.owner, every=HEARTBEAT_SECONDS):
+            self._execute_beating(run_id, key)
+
+    def _execute_beating(self, run_id: str, key: str) -> None:
         run = self.store.get_run(run_id)
         row = self.store.get_step(run_id, key)
         try:
@@ -732,9 +780,10 @@ class Runner:
         original = self._original(run_id, row)
         undo_of = None
         if original is not None and not isinstance(spec, RollbackSpec):
-            undo_of = Result.model_validate(original["result"] or {"summary": ""})
+            undo_of = undo_source(original)
 
         result: Result | None = None
+        self.store.mark_apply_started(run_id, key)
         for attempt in range(1, attempts + 1):
             try:
                 ctx.check_cancelled()
@@ -744,6 +793,13 @@ class Runner:
                 if undo_of is None and kind.Outputs is not None:
                     kind.Outputs.model_validate(result.outputs)
                 break
+            except PlanRefused as exc:
+                if not (self.store.get_step(run_id, key) or {}).get("undo"):  # refused before changing anything
+                    self._block(run_id, key, ["applying"], self._describe(exc))
+                    return
+                self._fail(run, loaded, self.store.get_step(run_id, key), self._describe(exc),
+                           from_states=["applying"], require_run_state=None, detail={"attempts": attempt})
+                return
             except Exception as exc:  # noqa: BLE001 -- classified below; never swallowed
                 retryable = not isinstance(exc, Cancelled) and (
                     (not kind.mutating and not isinstance(exc, (TypeError, ValidationError)))
@@ -765,11 +821,25 @@ class Runner:
                            from_states=["applying"], require_run_state=None, detail={"attempts": attempt})
                 return
         assert result is not None
+        if result.undo:
+            self.store.record_undo(run_id, key, result.undo)  # the way back, whatever happens next
         if not self.store.transition_step(run_id, key, ["applying"], "verifying", actor=ENGINE, front_end=ENGINE,
                                           result=result.model_dump(), attempt=attempt,
                                           require_run_state=None):
+            self._orphaned(run_id, key, result)
             return
         self._verify(run, loaded, key, kind, inputs, result, undo_of, ctx, attempts)
+
+    def _orphaned(self, run_id: str, key: str, result: Result) -> None:
+        """The apply finished but the step was no longer ours to move (another process marked it
+        interrupted, or a person decided it meanwhile). Keep what it did and say so loudly."""
+        now = self.store.get_step(run_id, key) or {}
+        message = (f"{key} finished applying ({result.summary}) after it had been moved to {now.get('state')!r} "
+                   "by someone else; its result and undo data are kept in the audit log and the step's row")
+        self.store.add_event(run_id, "step.result_orphaned", actor=ENGINE, front_end=ENGINE, step_key=key,
+                             detail={"result": result.model_dump(), "state_now": now.get("state")})
+        log.error(message)
+        self._tell(run_id, ("notify", None, message, "error"))
 
     def _verify(self, run: dict[str, Any], loaded: LoadedRunbook, key: str, kind: StepKind, inputs: Any,
                 result: Result, undo_of: Result | None, ctx: StepContext, attempts: int) -> None:
@@ -802,8 +872,8 @@ class Runner:
                                       finished_at=self.clock.now(), require_run_state=None):
             row = self.store.get_step(run_id, key)
             if undo_of is not None or key.startswith(UNDO_PREFIX):
-                self.store.transition_step(run_id, row["step_id"], ["succeeded"], "rolled_back", actor=ENGINE,
-                                           front_end=ENGINE, require_run_state=None)
+                self.store.transition_step(run_id, row["step_id"], ["succeeded", "failed"], "rolled_back",
+                                           actor=ENGINE, front_end=ENGINE, require_run_state=None)
             self._tell(run_id, ("step_finished", key), ("run_updated", None))
 
     def _verify_then_drive(self, run_id: str, key: str, user: str) -> None:
@@ -925,6 +995,42 @@ class Runner:
             return Decision(True, "approved", f"{key} approved by {user}; applying", run_id)
         return Decision(True, "waiting_more", f"approval recorded; {still} more needed", run_id)
 
+    def _authorise(self, run: dict[str, Any], loaded: LoadedRunbook | None, user: str, front_end: str,
+                   action: str, *, step: dict[str, Any] | None = None) -> Decision | None:
+        """None when `user` may take `action`; else a refusal, audited.
+
+        Deciding an interrupted step (retry re-applies it) takes an approver of that step, and
+        the starter only where the step allows self-approval. Abort and rollback take an approver
+        of any of the run's steps, or the person who started the run (each undo step is still
+        approved as usual)."""
+        if loaded is None:
+            return None  # the runbook cannot be read; the action itself refuses with the reason
+        registry = kinds()
+        if step is not None:
+            spec = self._spec_for(loaded, step)
+            specs = [spec] if spec is not None else []
+        else:
+            specs = list(loaded.model.steps)
+        policies = [p for p in (loaded.model.policy_for(s, mutating=bool(registry.get(s.kind) and
+                                                                           registry[s.kind].mutating))
+                                for s in specs) if p is not None]
+        if not policies:
+            return None
+        allowed = any(self._matches(user, a) for p in policies for a in p.approvers)
+        if user == run["started_by"]:
+            allowed = True if step is None else allowed and all(p.allow_self for p in policies)
+        if allowed:
+            return None
+        approvers = sorted({a for p in policies for a in p.approvers})
+        message = (f"{user} may not {action.replace('resolve.', '')} "
+                   f"{step['key'] if step else 'run ' + run['id']}: "
+                   f"only its approvers ({', '.join(approvers) or 'none listed'})"
+                   + ("" if step is not None else " or the person who started the run") + " may")
+        self.store.add_event(run["id"], f"{action.split('.')[0]}.refused", actor=user, front_end=front_end,
+                             step_key=step["key"] if step else None,
+                             detail={"code": "not_allowed", "action": action, "message": message})
+        return Decision(False, "not_allowed", message, run["id"])
+
     def _already(self, run_id: str, row: dict[str, Any], user: str, front_end: str) -> Decision:
         approvals = self.store.approvals(run_id, row["key"], row["request_no"]) if row["request_no"] else []
         approvers = [a for a in approvals if a["decision"] == "approve"]
@@ -967,10 +1073,14 @@ class Runner:
         if run["state"] not in ACTIVE_RUN:
             return
         if run["state"] == "rolling_back":
-            self.store.transition_run(run["id"], ["rolling_back"], "failed", actor=ENGINE, front_end=ENGINE,
-                                      error=f"rollback step {row['key']} failed: {row['error']}; the undo steps after "
-                                            "it were not run", release_locks=True)
-            self._tell(run["id"], ("run_finished", None))
+            # Later undo steps may depend on this one (reverse order): stop, and say exactly what holds.
+            with self.store.transaction() as conn:
+                for later in self.store.get_steps(run["id"]):
+                    if later["phase"] == "rollback" and later["state"] in ("pending", "planned", "awaiting_approval"):
+                        self.store.transition_step_in(conn, run["id"], later["key"], [later["state"]], "skipped",
+                                                      actor=ENGINE, front_end=ENGINE,
+                                                      detail={"reason": f"{row['key']} failed first"})
+            self._finish(self.store.get_run(run["id"]), loaded)
             return
         on_failure = "abort"
         if loaded is not None:
@@ -993,34 +1103,24 @@ class Runner:
     def _begin_rollback(self, run: dict[str, Any], loaded: LoadedRunbook, steps: list[dict[str, Any]], *,
                         actor: str, front_end: str, reason: str) -> Decision:
         run_id = run["id"]
-        registry = kinds()
-        undo: list[dict[str, Any]] = []
-        existing = {s["key"] for s in steps}
-        for row in sorted((s for s in steps if s["phase"] == "forward" and s["state"] == "succeeded"),
-                          key=lambda s: s["idx"], reverse=True):
-            spec = loaded.model.step(row["step_id"])
-            if spec.rollback is None and not registry[spec.kind]().can_rollback():
-                continue
-            key = UNDO_PREFIX + row["step_id"]
-            if key not in existing:
-                undo.append({"key": key, "step_id": row["step_id"], "kind": (spec.rollback or spec).kind,
-                             "phase": "rollback"})
-        for spec in loaded.model.rollback:
-            if spec.id not in existing:
-                undo.append({"key": spec.id, "step_id": spec.id, "kind": spec.kind, "phase": "rollback"})
-        base = max([s["idx"] for s in steps] + [ROLLBACK_IDX - 1]) + 1
-        for i, item in enumerate(undo):
-            item["idx"] = base + i
+        undo, stuck = plan_undo(steps, loaded.model, kinds())
+        again = retry_keys(steps) if run["state"] == RunState.ROLLBACK_INCOMPLETE else []
         lock_keys = self._lock_keys(loaded, run["params"], self._targets(loaded, run["params"]))
         try:
             with self.store.transaction() as conn:
-                if not self.store.transition_run_in(conn, run_id, ["running", "succeeded", "failed", "aborted"],
+                if not self.store.transition_run_in(conn, run_id, sorted(st.RUN_ROLLBACK_FROM),
                                                     "rolling_back", actor=actor, front_end=front_end,
-                                                    detail={"reason": reason, "undo": [u["key"] for u in undo]}):
+                                                    detail={"reason": reason, "undo": [u["key"] for u in undo],
+                                                            "again": again,
+                                                            "cannot_undo": [f"{k}: {why}" for k, why in stuck]}):
                     return Decision(False, "not_possible", f"run {run_id} cannot roll back from its state", run_id)
                 self.store.acquire_locks_in(conn, run_id, lock_keys)
+                for key in again:
+                    self.store.transition_step_in(conn, run_id, key, ["failed", "skipped"], "pending", actor=actor,
+                                                  front_end=front_end, error=None)
                 for row in steps:
-                    if row["phase"] == "forward" and row["state"] in ("pending", "planned", "awaiting_approval"):
+                    if row["phase"] == "forward" and row["state"] in ("pending", "planned", "awaiting_approval",
+                                                                      "blocked"):
                         self.store.transition_step_in(conn, run_id, row["key"], [row["state"]], "skipped",
                                                       actor=actor, front_end=front_end, action="step.skipped",
                                                       detail={"reason": "the run is rolling back"},
@@ -1031,10 +1131,12 @@ class Runner:
         self._cancel.pop(run_id, None)
         self._tell(run_id, ("notify", None, f"rolling back: {reason}", "warning"), ("run_updated", None))
         self._kick(run_id)
-        if not undo:
-            return Decision(True, "rolling_back", "nothing to undo; the run is marked rolled back", run_id)
-        return Decision(True, "rolling_back", f"rolling back {len(undo)} step(s): "
-                        f"{', '.join(u['key'] for u in undo)}; each asks for approval as usual", run_id)
+        keys = [u["key"] for u in undo] + again
+        warning = "".join(f"; {k} CANNOT be undone ({why})" for k, why in stuck)
+        if not keys:
+            return Decision(True, "rolling_back", "nothing to undo" + warning, run_id)
+        return Decision(True, "rolling_back", f"rolling back {len(keys)} step(s): {', '.join(keys)}; "
+                        f"each asks for approval as usual{warning}", run_id)
 
     # ------------------------------------------------------------------------------------------
     # Small helpers.
