@@ -24,14 +24,15 @@ from rich.table import Table
 from bot import secrets
 from bot.engine.channel import Progress as StepProgress
 from bot.engine.channel import RunView, StepView
+from bot.engine.states import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXIT_WAITING, RUN_EXIT, RUN_FINAL  # noqa: F401
 
 STATE_STYLE = {
     "pending": "dim", "planned": "cyan", "awaiting_approval": "yellow", "applying": "blue",
     "verifying": "blue", "succeeded": "green", "failed": "red", "skipped": "dim", "interrupted": "magenta",
     "rolled_back": "yellow", "running": "blue", "aborted": "red", "rolling_back": "yellow",
+    "blocked": "magenta", "completed_with_failures": "red", "rollback_incomplete": "bold red",
 }
-FINAL_RUN = ("succeeded", "failed", "aborted", "rolled_back")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
+FINAL_RUN = RUN_FINAL
 
 
 def _styled(state: str) -> str:
@@ -227,7 +228,7 @@ class ConsoleSession:
             self.runner.wait_idle()
             run = self.runner.view(run_id)
             if run.state in FINAL_RUN:
-                return EXIT_OK if run.state == "succeeded" else EXIT_FAILED
+                return RUN_EXIT.get(run.state, EXIT_FAILED)
             waiting = next((s for s in run.steps if s.state == "awaiting_approval"), None)
             interrupted = next((s for s in run.steps if s.state == "interrupted"), None)
             if interrupted is not None:
@@ -238,6 +239,11 @@ class ConsoleSession:
                 if any(s.state in ("applying", "verifying") for s in run.steps):
                     time.sleep(0.2)
                     continue
+                blocked = next((s for s in run.steps if s.state == "blocked"), None)
+                if blocked is not None:
+                    self.console.print(f"[magenta]{_esc(blocked.key)} is blocked[/]: {_esc(blocked.error)}\n"
+                                       f"once the reason is gone: `runbook-bot replan {run_id}` (nothing was undone)")
+                    return EXIT_WAITING
                 self.console.print(f"run {run_id} is {run.state} and waits on nothing this console can answer")
                 return EXIT_WAITING
             if not self._approve(run, waiting):
