@@ -33,9 +33,9 @@ def store(tmp_path):
     return Store(tmp_path / "store.sqlite")
 
 
-def runbook(tmp_path: Path, steps: str, *, approvals: str = APPROVERS, name: str = "truth") -> Path:
+def runbook(tmp_path: Path, steps: str, *, approvals: str = APPROVERS, name: str = "truth", head: str = "") -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(f"name: {name}\n{approvals}\nsteps:\n" + textwrap.indent(textwrap.dedent(steps), "  "))
+    path.write_text(f"name: {name}\n{head}{approvals}\nsteps:\n" + textwrap.indent(textwrap.dedent(steps), "  "))
     return path
 
 
@@ -284,3 +284,47 @@ def test_the_store_refuses_moves_outside_the_transition_table(tmp_path, store):
         store.transition_step(run.id, "w", ["succeeded"], "applying", actor="x", front_end="x")
     with pytest.raises(IllegalMove):
         store.transition_run(run.id, ["rolled_back"], "running", actor="x", front_end="x")
+
+
+def test_route53_switch_whose_verification_fails_is_rolled_back_exactly(tmp_path, store, aws, dns_server):
+    """Seed 000: the authoritative check could not get an answer, so Route 53 stayed at the new
+    weights while the run said `rolled_back`. Now the unverified switch is undone and proven."""
+    import boto3
+
+    from tests.fixtures.dns_server import route53_source
+
+    r53 = boto3.client("route53", endpoint_url=aws.url, region_name="us-east-1")
+    zone_id = r53.create_hosted_zone(Name="example.com", CallerReference="truth")["HostedZone"]["Id"]
+    for sid, weight, ip in (("old", 100, "192.0.2.1"), ("new", 0, "192.0.2.2")):
+        r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "CREATE",
+            "ResourceRecordSet": {"Name": "api.example.com", "Type": "A", "SetIdentifier": sid, "Weight": weight,
+                                  "TTL": 60, "ResourceRecords": [{"Value": ip}]}}]})
+
+    def snapshot() -> str:
+        import json
+
+        return json.dumps(r53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"], sort_keys=True)
+
+    before = snapshot()
+    dns_server.use_source(route53_source(r53, zone_id))
+    dns_server.authoritative = False  # the name server answers, but not authoritatively: verify cannot pass
+    path = runbook(tmp_path, f"""
+        - id: switch-dns
+          kind: dns.switch
+          with: {{zone: dns, record: api.example.com, weights: {{old: 0, new: 100}},
+                  nameservers: ["{dns_server.address}"], verify_timeout: 1, poll_interval: 0.2}}
+          on_failure: rollback
+    """, head=f'targets:\n  dns: {{platform: aws-route53, zone: example.com, endpoint_url: "{aws.url}"}}\n')
+    runner = Runner(store)
+    run = runner.start(path, {}, started_by="dave", front_end="console")
+    assert runner.approve(run.id, "switch-dns", user="alice", front_end="console").ok
+    view = runner.view(run.id)
+    switch = next(s for s in view.steps if s.key == "switch-dns")
+    assert switch.state == "failed" and "verification failed" in switch.error
+    assert snapshot() != before  # Route 53 holds the new weights: that is why it must be undone
+    assert view.state == "rolling_back" and [s.key for s in view.steps if s.phase == "rollback"] == ["undo:switch-dns"]
+    dns_server.authoritative = True  # the name server is back; the undo can be proven
+    assert runner.approve(run.id, "undo:switch-dns", user="bob", front_end="console").ok
+    view = runner.view(run.id)
+    assert view.state == "rolled_back", view.error
+    assert snapshot() == before
