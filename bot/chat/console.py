@@ -145,6 +145,10 @@ class ConsoleChannel:
         if run.error:
             line += f" · {_esc(run.error)}"
         self.console.print(line)
+        if any(s.kind == "watch.start" and s.state == "succeeded" for s in run.steps):
+            # The console runs no watch scheduler of its own: say how the promised ticks happen.
+            self.console.print(f"  the watch ticks while `runbook-bot serve` runs, or here with "
+                               f"`runbook-bot watch {run.id} follow` (one tick now: `watch {run.id} now`)")
 
     def notify(self, run: RunView, text: str, level: str = "info") -> None:
         style = {"error": "red", "warning": "yellow"}.get(level, "white")
@@ -280,7 +284,8 @@ class ConsoleSession:
             confirm = None
             if confirm_text:
                 confirm = Prompt.ask(f"type [bold]{_esc(confirm_text)}[/] to confirm", console=self.console)
-            decision = self.runner.approve(run.id, step.key, user=self.user, front_end="console", confirm=confirm)
+            decision = self.runner.approve(run.id, step.key, user=self.user, front_end="console", confirm=confirm,
+                                           plan_digest=step.plan_digest)  # the plan printed above, no other
             self._say(decision)
             if decision.ok:
                 return True

@@ -172,8 +172,18 @@ class Runner:
         return self.view(run_id)
 
     def approve(self, run_id: str, step_key: str, *, user: str, front_end: str,
-                confirm: str | None = None) -> Decision:
-        return self._decide(run_id, step_key, user=user, front_end=front_end, approve=True, confirm=confirm)
+                confirm: str | None = None, plan_digest: str | None = None) -> Decision:
+        """`plan_digest` is `StepView.plan_digest` of the plan the person saw; when given and the step
+        has been re-planned since, the approval is refused and the new plan is shown."""
+        return self._decide(run_id, step_key, user=user, front_end=front_end, approve=True, confirm=confirm,
+                            plan_digest=plan_digest)
+
+    def may_approve(self, run_id: str, step_key: str, *, user: str, front_end: str,
+                    plan_digest: str | None = None) -> Decision:
+        """Every check of `approve` except the typed confirmation, recording nothing but a refusal:
+        front ends ask this before opening a confirm modal, so a non-approver hears it first."""
+        return self._decide(run_id, step_key, user=user, front_end=front_end, approve=True,
+                            plan_digest=plan_digest, precheck=True)
 
     def reject(self, run_id: str, step_key: str, *, user: str, front_end: str, reason: str = "") -> Decision:
         return self._decide(run_id, step_key, user=user, front_end=front_end, approve=False, reason=reason)
@@ -408,7 +418,7 @@ class Runner:
                 approvals=[{"approver": a["approver"], "decision": a["decision"], "at": a["at"],
                             "reason": a["reason"], "front_end": a["front_end"]} for a in approvals],
                 needs_approval=needs, approval_policy=policy, requested_at=row["requested_at"],
-                started_at=row["started_at"], finished_at=row["finished_at"],
+                started_at=row["started_at"], finished_at=row["finished_at"], plan_digest=plan_digest_of(row),
             ))
         return RunView(id=run["id"], runbook=run["runbook"], state=run["state"], params=run["params"],
                        started_by=run["started_by"], front_end=run["front_end"], created_at=run["created_at"],
@@ -894,7 +904,8 @@ class Runner:
     # ------------------------------------------------------------------------------------------
 
     def _decide(self, run_id: str, key: str, *, user: str, front_end: str, approve: bool,
-                confirm: str | None = None, reason: str = "") -> Decision:
+                confirm: str | None = None, reason: str = "", plan_digest: str | None = None,
+                precheck: bool = False) -> Decision:
         run = self.store.find_run(run_id)
         if run is None:
             return Decision(False, "no_run", f"no run {run_id}")
@@ -921,6 +932,10 @@ class Runner:
 
         if row["state"] != "awaiting_approval":
             return self._already(run_id, row, user, front_end)
+        if plan_digest is not None and plan_digest != plan_digest_of(row):
+            summary = (row["plan"] or {}).get("summary", "")
+            return refuse("plan_changed", f"{key} was re-planned after you saw it; nothing was approved. "
+                          f"The plan now is: {summary}")
         if approve:
             if not any(self._matches(user, a) for a in policy.approvers):
                 return refuse("not_allowed", f"{user} is not an approver of {key} "
@@ -933,13 +948,16 @@ class Runner:
                 return refuse("expired", f"the approval request for {key} expired "
                               f"{_ago(self.clock.now() - row['requested_at'] - policy.expires_after)} ago; "
                               f"re-plan the run (`runbook-bot replan {run_id}`) to get a fresh plan")
+            if precheck:
+                return Decision(True, "may_approve", f"{user} may approve {key}", run_id)
             if policy.confirm_text:
                 expected = self._policy_dict(policy, loaded, run)["confirm_text"]
+                # A confirm text rendered from a secret is never echoed back.
+                shown = repr(expected) if secret_values.redact(expected) == expected else "the confirmation text"
                 if confirm is None:
-                    return Decision(False, "confirm_required", f"type {expected!r} to approve {key}", run_id)
+                    return Decision(False, "confirm_required", f"type {shown} to approve {key}", run_id)
                 if confirm.strip() != expected:
-                    return refuse("confirm_mismatch", f"you typed {confirm.strip()!r}; type {expected!r} exactly "
-                                  "to approve")
+                    return refuse("confirm_mismatch", f"that is not it: type {shown} exactly to approve")
         else:
             if not any(self._matches(user, a) for a in policy.approvers) and user != run["started_by"]:
                 return refuse("not_allowed", f"{user} may not reject {key}: only its approvers or the "
@@ -1175,6 +1193,17 @@ class Runner:
             getattr(self.channel, method)(*args)
         except Exception:  # the run's state is already stored; a lost message is logged loudly
             log.error("channel.%s failed:\n%s", method, secret_values.redact(traceback.format_exc()))
+
+
+def plan_digest_of(row: dict[str, Any]) -> str | None:
+    """A short digest of the plan a step's approval request shows, and of which request it is:
+    an approval made on one plan never counts for the next (a re-plan bumps `request_no`)."""
+    if row.get("plan") is None:
+        return None
+    import hashlib
+
+    blob = json.dumps({"plan": row["plan"], "request": row.get("request_no")}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _clock(ts: float | None) -> str:
