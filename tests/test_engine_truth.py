@@ -328,3 +328,31 @@ def test_route53_switch_whose_verification_fails_is_rolled_back_exactly(tmp_path
     view = runner.view(run.id)
     assert view.state == "rolled_back", view.error
     assert snapshot() == before
+
+
+def test_resume_and_rollback_act_on_the_targets_rendered_at_start(tmp_path, store, monkeypatch):
+    """The README demo: started where DEMO_DIR was set, rolled back from a shell where it is not."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    for where in ("first", "second"):
+        (tmp_path / where / "svc.env").write_bytes(ORIGINAL)
+    monkeypatch.setenv("DEMO_DIR", str(tmp_path / "first"))
+    path = runbook(tmp_path, """
+        - id: only
+          kind: test.rewrite
+          with: {path: "{{ targets.svc.path }}", content: "LISTEN=new\\n"}
+    """, head='env: [{name: DEMO_DIR, secret: false}]\n'
+              'targets:\n  svc: {platform: file, path: "{{ env.DEMO_DIR }}/svc.env"}\n')
+    runner = Runner(store)
+    run = runner.start(path, {}, started_by="dave", front_end="console")
+    approve_all(runner, run.id)
+    assert (tmp_path / "first" / "svc.env").read_text() == "LISTEN=new\n"
+    monkeypatch.setenv("DEMO_DIR", str(tmp_path / "second"))  # another shell, another environment
+    other = Runner(Store(tmp_path / "store.sqlite"))
+    assert other.rollback(run.id, user="dave", front_end="console").ok
+    approve_all(other, run.id, user="bob")
+    assert other.view(run.id).state == "rolled_back"
+    assert (tmp_path / "first" / "svc.env").read_bytes() == ORIGINAL
+    assert (tmp_path / "second" / "svc.env").read_bytes() == ORIGINAL  # untouched
+    monkeypatch.delenv("DEMO_DIR")
+    assert Runner(Store(tmp_path / "store.sqlite")).view(run.id).state == "rolled_back"

@@ -162,7 +162,7 @@ class Runner:
             self.store.create_run(run_id=run_id, runbook=model.name, runbook_path=str(Path(path).resolve()),
                                   runbook_sha256=loaded.sha256, params=typed, started_by=started_by,
                                   front_end=front_end, steps=steps, lock_keys=lock_keys, chat=chat,
-                                  dry_run=dry_run)
+                                  dry_run=dry_run, targets=self._rendered_targets(loaded, typed))
         except LockHeld as exc:
             raise StartRefused(str(exc)) from None
         self._runbooks[(str(Path(path).resolve()), loaded.sha256)] = loaded
@@ -480,6 +480,36 @@ class Runner:
                 raise StartRefused(f"targets.{name}.{format_path(first['loc'])}: {first['msg']}") from None
         return out
 
+    def _rendered_targets(self, loaded: LoadedRunbook, params: dict[str, Any]) -> dict[str, Any]:
+        """Targets rendered once at start, as stored with the run (the store masks secret values)."""
+        ctx = TemplateContext(params=params, targets={}, env=env_values(loaded.model.env), outputs={})
+        return {name: render_value(raw, ctx) for name, raw in loaded.model.targets.items()}
+
+    def _run_targets(self, loaded: LoadedRunbook, run: dict[str, Any], *, parsed: bool = True) -> dict[str, Any]:
+        """The resources the run acts on, as rendered when it started, so a resume or a rollback in
+        another process (another environment) acts on the same ones. A target holding a secret was
+        stored masked: only that one is rendered again from the environment, at use."""
+        stored = run.get("targets")
+        if stored is None:  # a run from before targets were stored
+            return self._targets(loaded, run["params"]) if parsed else self._rendered_targets(loaded, run["params"])
+        out: dict[str, Any] = {}
+        for name, raw in loaded.model.targets.items():
+            value = stored.get(name)
+            if value is None or secret_values.MASK in json.dumps(value):
+                ctx = TemplateContext(params=run["params"], targets={}, env=env_values(loaded.model.env), outputs={})
+                try:
+                    value = render_value(raw, ctx)
+                except (TemplateNameError, TemplateSyntaxProblem) as exc:
+                    raise StepError(f"targets.{name}: {exc}") from None
+            if parsed:
+                try:
+                    value = parse_target(value)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    raise StepError(f"targets.{name}.{format_path(first['loc'])}: {first['msg']}") from None
+            out[name] = value
+        return out
+
     @staticmethod
     def _lock_keys(loaded: LoadedRunbook, params: dict[str, Any], targets: dict[str, Any]) -> list[str]:
         """One lock per environment the run points at; a runbook with no targets locks on its params."""
@@ -532,7 +562,7 @@ class Runner:
                       steps: list[dict[str, Any]] | None = None) -> TemplateContext:
         params = run["params"]
         base = TemplateContext(params=params, targets={}, env=env_values(loaded.model.env), outputs={})
-        targets = {name: render_value(raw, base) for name, raw in loaded.model.targets.items()}
+        targets = self._run_targets(loaded, run, parsed=False)
         outputs = {}
         for row in steps if steps is not None else self.store.get_steps(run["id"]):
             if row["phase"] == "forward" and row["state"] in ("succeeded", "rolled_back") and row["result"]:
@@ -544,7 +574,7 @@ class Runner:
         if policy.confirm_text:
             try:
                 data["confirm_text"] = render_string(policy.confirm_text, self._template_ctx(loaded, run))
-            except (TemplateNameError, TemplateSyntaxProblem):
+            except (TemplateNameError, TemplateSyntaxProblem, StepError):
                 data["confirm_text"] = policy.confirm_text
         return data
 
@@ -709,7 +739,7 @@ class Runner:
              timeout: float | None = None) -> StepContext:
         run_id, key = run["id"], row["key"]
         tctx = self._template_ctx(loaded, run)
-        targets = self._targets(loaded, run["params"])
+        targets = self._run_targets(loaded, run)
         cancel = self._cancel_event(run_id)
         last_check = [0.0]
         last_progress = [0.0]
@@ -779,13 +809,12 @@ class Runner:
         self._tell(run_id, ("run_updated", None))
         try:
             spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
+            ctx = self._ctx(run, loaded, row, timeout=spec.timeout)
         except StepError as exc:
             self._fail(run, loaded, row, str(exc), from_states=["applying"])
             return
-        timeout = spec.timeout
         retries = spec.retries if isinstance(spec, Step) else None
         attempts = retries.attempts if retries else 1
-        ctx = self._ctx(run, loaded, row, timeout=timeout)
         plan = Plan.model_validate(row["plan"] or {"summary": ""})
         original = self._original(run_id, row)
         undo_of = None
@@ -1123,7 +1152,10 @@ class Runner:
         run_id = run["id"]
         undo, stuck = plan_undo(steps, loaded.model, kinds())
         again = retry_keys(steps) if run["state"] == RunState.ROLLBACK_INCOMPLETE else []
-        lock_keys = self._lock_keys(loaded, run["params"], self._targets(loaded, run["params"]))
+        try:
+            lock_keys = self._lock_keys(loaded, run["params"], self._run_targets(loaded, run))
+        except StepError as exc:
+            return Decision(False, "targets", f"cannot roll back: {exc}", run_id)
         try:
             with self.store.transaction() as conn:
                 if not self.store.transition_run_in(conn, run_id, sorted(st.RUN_ROLLBACK_FROM),

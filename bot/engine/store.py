@@ -128,6 +128,7 @@ class Store:
                 "runbook_path": str,
                 "runbook_sha256": str,
                 "params": str,
+                "targets": str,
                 "state": str,
                 "started_by": str,
                 "front_end": str,
@@ -202,10 +203,10 @@ class Store:
         db["locks"].create({"key": str, "run_id": str, "acquired_at": float}, pk="key", if_not_exists=True)
         conn = self.conn()
         # Columns added after the first release: a store file made by an older version gains them.
-        have = {r["name"] for r in conn.execute("PRAGMA table_info(steps)")}
-        for column, sql_type in (("undo", "TEXT"), ("apply_started", "INTEGER")):
-            if column not in have:
-                conn.execute(f"ALTER TABLE steps ADD COLUMN {column} {sql_type}")
+        for table, column, sql_type in (("steps", "undo", "TEXT"), ("steps", "apply_started", "INTEGER"),
+                                        ("runs", "targets", "TEXT")):
+            if column not in {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
         conn.execute(
             "CREATE UNIQUE INDEX IF NOT EXISTS approvals_once"
             " ON approvals(run_id, step_key, request_no, approver)"
@@ -276,6 +277,7 @@ class Store:
         lock_keys: Sequence[str] = (),
         chat: dict[str, Any] | None = None,
         dry_run: bool = False,
+        targets: dict[str, Any] | None = None,
     ) -> None:
         """Insert a run, its steps and its environment locks in one transaction.
 
@@ -284,11 +286,11 @@ class Store:
         now = self.now()
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO runs(id, runbook, runbook_path, runbook_sha256, params, state, started_by,"
+                "INSERT INTO runs(id, runbook, runbook_path, runbook_sha256, params, targets, state, started_by,"
                 " front_end, chat, error, dry_run, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, NULL, ?, ?, ?)",
-                (run_id, runbook, runbook_path, runbook_sha256, _dumps(params), started_by, front_end,
-                 _dumps(chat or {}), int(dry_run), now, now),
+                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, NULL, ?, ?, ?)",
+                (run_id, runbook, runbook_path, runbook_sha256, _dumps(params), _dumps(targets), started_by,
+                 front_end, _dumps(chat or {}), int(dry_run), now, now),
             )
             self.acquire_locks_in(conn, run_id, lock_keys)  # raises LockHeld: the whole insert rolls back
             for step in steps:
@@ -341,6 +343,7 @@ class Store:
     def _run_row(row: sqlite3.Row) -> dict[str, Any]:
         run = dict(row)
         run["params"] = _loads(run["params"]) or {}
+        run["targets"] = _loads(run.get("targets"))
         run["chat"] = _loads(run["chat"]) or {}
         run["dry_run"] = bool(run["dry_run"])
         return run
