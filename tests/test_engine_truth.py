@@ -356,3 +356,69 @@ def test_resume_and_rollback_act_on_the_targets_rendered_at_start(tmp_path, stor
     assert (tmp_path / "second" / "svc.env").read_bytes() == ORIGINAL  # untouched
     monkeypatch.delenv("DEMO_DIR")
     assert Runner(Store(tmp_path / "store.sqlite")).view(run.id).state == "rolled_back"
+
+
+def test_rollback_is_one_decision_meeting_the_strictest_policy(tmp_path, store):
+    a, b = files(tmp_path, "a.env", "b.env")
+    steps = f"""
+        - id: first
+          kind: test.rewrite
+          with: {{path: "{a}", content: "LISTEN=new\\n"}}
+        - id: switch
+          kind: test.rewrite
+          with: {{path: "{b}", content: "WEIGHT=0\\n"}}
+          approval: {{approvers: ["bob", "carol"], min: 2, confirm_text: production}}
+    """
+    path = runbook(tmp_path, steps)
+    runner = Runner(store)
+    run = runner.start(path, {}, started_by="dave", front_end="console")
+    assert runner.approve(run.id, "first", user="alice", front_end="console").ok
+    for user in ("bob", "carol"):
+        runner.approve(run.id, "switch", user=user, front_end="console", confirm="production")
+    assert runner.view(run.id).state == "succeeded"
+    assert runner.rollback(run.id, user="dave", front_end="console").ok
+    gate = next(s for s in runner.view(run.id).steps if s.key == "undo:switch")
+    assert gate.state == "awaiting_approval"
+    assert gate.approval_policy["covers"] == ["undo:switch", "undo:first"]
+    assert gate.approval_policy["min"] == 2 and gate.approval_policy["confirm_text"] == "production"
+    assert "undo:first" in json_text(gate.plan)  # the one card lists the whole reverse plan
+    # mallory approves neither step; alice approves `first` only, so she alone cannot meet `switch`'s 2
+    assert runner.approve(run.id, "undo:switch", user="mallory", front_end="console",
+                          confirm="production").code == "not_allowed"
+    assert runner.approve(run.id, "undo:switch", user="wrong", front_end="console").code == "not_allowed"
+    assert runner.approve(run.id, "undo:switch", user="alice", front_end="console",
+                          confirm="production").code == "waiting_more"
+    assert runner.approve(run.id, "undo:switch", user="bob", front_end="console",
+                          confirm="production").code == "waiting_more"  # 2 approvals, but only 1 of switch's
+    assert b.read_text() == "WEIGHT=0\n"
+    assert runner.approve(run.id, "undo:switch", user="carol", front_end="console", confirm="production").ok
+    view = runner.view(run.id)
+    assert view.state == "rolled_back"
+    assert a.read_bytes() == ORIGINAL and b.read_bytes() == ORIGINAL
+
+
+def test_per_step_rollback_approval_stays_available(tmp_path, store):
+    a, b = files(tmp_path, "a.env", "b.env")
+    path = runbook(tmp_path, f"""
+        - id: first
+          kind: test.rewrite
+          with: {{path: "{a}", content: "LISTEN=new\\n"}}
+        - id: second
+          kind: test.rewrite
+          with: {{path: "{b}", content: "WEIGHT=0\\n"}}
+    """, head="rollback_approval: per_step\n")
+    runner = Runner(store)
+    run = runner.start(path, {}, started_by="dave", front_end="console")
+    approve_all(runner, run.id)
+    assert runner.rollback(run.id, user="dave", front_end="console").ok
+    assert runner.approve(run.id, "undo:second", user="bob", front_end="console").ok
+    assert b.read_bytes() == ORIGINAL and a.read_bytes() != ORIGINAL
+    assert runner.view(run.id).state == "rolling_back"
+    assert runner.approve(run.id, "undo:first", user="bob", front_end="console").ok
+    assert runner.view(run.id).state == "rolled_back" and a.read_bytes() == ORIGINAL
+
+
+def json_text(value) -> str:
+    import json
+
+    return json.dumps(value)

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 from bot import config
 from bot import secrets as secret_values
 from bot.engine import states as st
+from bot.engine.approval_policy import EffectivePolicy, effective_policy
 from bot.engine.channel import Progress, QuietChannel, RunView, StepView
 from bot.engine.liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, Heartbeat, owner_alive, process_token
 from bot.engine.rollback_plan import UNDO_PREFIX, plan_undo, retry_keys, rollback_outcome, undo_source
@@ -400,16 +401,15 @@ class Runner:
             raise KeyError(run_id)
         loaded = self._runbook_quiet(run)
         steps = []
-        for row in self.store.get_steps(run["id"]):
+        rows = self.store.get_steps(run["id"])
+        for row in rows:
             policy, needs = None, False
             if loaded is not None:
-                spec = self._spec_for(loaded, row)
-                if spec is not None:
-                    kind = kinds().get(spec.kind if isinstance(spec, RollbackSpec) else spec.kind)
-                    pol = loaded.model.policy_for(spec, mutating=bool(kind and kind.mutating))
-                    if pol is not None:
-                        needs = True
-                        policy = self._policy_dict(pol, loaded, run)
+                eff = self._effective(loaded, run, row, rows)
+                if eff is not None:
+                    needs = True
+                    policy = self._policy_dict(eff.policy, loaded, run)
+                    policy["covers"] = eff.covers
             approvals = self.store.approvals(run["id"], row["key"], row["request_no"]) if row["request_no"] else []
             steps.append(StepView(
                 run_id=run["id"], key=row["key"], step_id=row["step_id"], kind=row["kind"], phase=row["phase"],
@@ -548,6 +548,15 @@ class Runner:
         except RunbookChanged:
             return None
 
+    def _effective(self, loaded: LoadedRunbook, run: dict[str, Any], row: dict[str, Any],
+                   rows: list[dict[str, Any]] | None = None) -> EffectivePolicy | None:
+        """The approval this row needs (None: none), a whole rollback's one approval included."""
+        round_started = None
+        if row["phase"] == "rollback" and loaded.model.rollback_approval == "once":
+            rows = rows if rows is not None else self.store.get_steps(run["id"])
+            round_started = self.store.last_event_at(run["id"], "run.rolling_back")
+        return effective_policy(loaded.model, row, rows or [], kinds(), round_started)
+
     def _spec_for(self, loaded: LoadedRunbook, row: dict[str, Any]) -> Step | RollbackSpec | None:
         """The runbook entry a step row runs: a step, a step's explicit rollback, or a kind's own undo."""
         try:
@@ -685,13 +694,9 @@ class Runner:
     def _plan_step(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]) -> bool:
         run_id, key = run["id"], row["key"]
         try:
-            spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
-            ctx = self._ctx(run, loaded, row)
-            original = self._original(run_id, row)
-            if original is not None and not isinstance(spec, RollbackSpec):
-                plan = kind.plan_rollback(ctx, inputs, undo_source(original))
-            else:
-                plan = kind.plan(ctx, inputs)
+            plan = self._plan_of(run, loaded, row)
+            if row["phase"] == "rollback":
+                plan = self._whole_rollback_plan(run, loaded, row, plan)
         except PlanRefused as exc:
             return self._block(run_id, key, ["pending"], self._describe(exc))
         except Exception as exc:  # noqa: BLE001 -- recorded as the step's failure with its type
@@ -703,6 +708,32 @@ class Runner:
         if plan.blocking:
             return self._block(run_id, key, ["planned"], "; ".join(plan.blocking))
         return True
+
+    def _plan_of(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]) -> Plan:
+        spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
+        ctx = self._ctx(run, loaded, row)
+        original = self._original(run["id"], row)
+        if original is not None and not isinstance(spec, RollbackSpec):
+            return kind.plan_rollback(ctx, inputs, undo_source(original))
+        return kind.plan(ctx, inputs)
+
+    def _whole_rollback_plan(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any],
+                             plan: Plan) -> Plan:
+        """The first undo step of a rollback approved as one decision shows the whole reverse plan."""
+        eff = self._effective(loaded, run, row)
+        if eff is None or len(eff.covers) < 2:
+            return plan
+        rows = {r["key"]: r for r in self.store.get_steps(run["id"])}
+        lines = [["step", "plan"], [row["key"], plan.summary]]
+        for key in eff.covers[1:]:
+            try:
+                lines.append([key, self._plan_of(run, loaded, rows[key]).summary])
+            except Exception as exc:  # noqa: BLE001 -- shown; that step plans again (and may fail) when reached
+                lines.append([key, f"could not plan yet: {self._describe(exc)}"])
+        return plan.model_copy(update={
+            "summary": f"Roll back {len(eff.covers)} steps with one approval, in this order: "
+                       + "; ".join(f"{k}: {s}" for k, s in lines[1:]),
+            "table": lines})
 
     def _block(self, run_id: str, key: str, from_states: list[str], reason: str) -> bool:
         """A refusing plan blocks its step: not a failure (nothing is undone), the run waits for a re-plan."""
@@ -718,9 +749,8 @@ class Runner:
             self.store.transition_step(run_id, key, ["planned"], "skipped", actor=ENGINE, front_end=ENGINE,
                                        action="step.dry_run", finished_at=self.clock.now())
             return True
-        spec = self._spec_for(loaded, row)
-        kind_cls = kinds()[spec.kind]
-        policy = loaded.model.policy_for(spec, mutating=kind_cls.mutating)
+        eff = self._effective(loaded, run, row)
+        policy = eff.policy if eff is not None else None
         if policy is None:
             if self.store.transition_step(run_id, key, ["planned"], "applying", actor=ENGINE, front_end=ENGINE,
                                           action="step.applying", owner=self.owner,
@@ -731,7 +761,8 @@ class Runner:
         if self.store.transition_step(run_id, key, ["planned"], "awaiting_approval", actor=ENGINE,
                                       front_end=ENGINE, requested_at=self.clock.now(),
                                       request_no=(row["request_no"] or 0) + 1,
-                                      detail={"approvers": policy.approvers, "min": policy.min}):
+                                      detail={"approvers": policy.approvers, "min": policy.min,
+                                              "covers": eff.covers}):
             self._tell(run_id, ("run_updated", None), ("request_approval", key))
         return False
 
@@ -948,11 +979,10 @@ class Runner:
             self.store.add_event(run_id, "approval.refused", actor=user, front_end=front_end, step_key=key,
                                  detail={"code": "runbook_changed"})
             return Decision(False, "runbook_changed", str(exc), run_id)
-        spec = self._spec_for(loaded, row)
-        kind_cls = kinds()[spec.kind]
-        policy = loaded.model.policy_for(spec, mutating=kind_cls.mutating)
-        if policy is None:
+        eff = self._effective(loaded, run, row)
+        if eff is None:
             return Decision(False, "no_approval_needed", f"{key} needs no approval", run_id)
+        policy = eff.policy
 
         def refuse(code: str, message: str) -> Decision:
             self.store.add_event(run_id, "approval.refused", actor=user, front_end=front_end, step_key=key,
@@ -966,7 +996,7 @@ class Runner:
             return refuse("plan_changed", f"{key} was re-planned after you saw it; nothing was approved. "
                           f"The plan now is: {summary}")
         if approve:
-            if not any(self._matches(user, a) for a in policy.approvers):
+            if not eff.allows(user, self._matches):
                 return refuse("not_allowed", f"{user} is not an approver of {key} "
                               f"(approvers: {', '.join(policy.approvers)})")
             if user == run["started_by"] and not policy.allow_self:
@@ -1012,17 +1042,18 @@ class Runner:
                                         action="approval.granted" if approve else "approval.rejected",
                                         detail={"request_no": request_no, "reason": reason or None})
                     if approve:
-                        count = conn.execute(
-                            "SELECT COUNT(*) FROM approvals WHERE run_id = ? AND step_key = ? AND request_no = ?"
-                            " AND decision = 'approve'", (run_id, key, request_no)).fetchone()[0]
-                        if count >= policy.min:
+                        names = [r[0] for r in conn.execute(
+                            "SELECT approver FROM approvals WHERE run_id = ? AND step_key = ? AND request_no = ?"
+                            " AND decision = 'approve'", (run_id, key, request_no))]
+                        count = len(names)
+                        if eff.satisfied(names, self._matches):
                             won = self.store.transition_step_in(
                                 conn, run_id, key, ["awaiting_approval"], "applying", actor=user,
                                 front_end=front_end, action="step.approved", owner=self.owner,
                                 heartbeat_at=self.clock.now(), started_at=self.clock.now(),
                                 detail={"approvals": count, "min": policy.min})
                         else:
-                            still = policy.min - count
+                            still = eff.missing(names, self._matches)
                     else:
                         self.store.transition_step_in(
                             conn, run_id, key, ["awaiting_approval"], "failed", actor=user, front_end=front_end,

@@ -251,6 +251,11 @@ class Store:
             self._event(conn, run_id=run_id, action=action, actor=actor, front_end=front_end,
                         step_key=step_key, detail=detail)
 
+    def last_event_at(self, run_id: str, action: str) -> float | None:
+        row = self.conn().execute("SELECT MAX(at) FROM events WHERE run_id = ? AND action = ?",
+                                  (run_id, action)).fetchone()
+        return row[0] if row else None
+
     def events(self, run_id: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM events" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY id"
         args: tuple[Any, ...] = (run_id,) if run_id else ()
