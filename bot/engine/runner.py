@@ -48,6 +48,7 @@ from bot.engine.channel import Progress, QuietChannel, RunView, StepView
 from bot.engine.liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, Heartbeat, owner_alive, process_token
 from bot.engine.rollback_plan import UNDO_PREFIX, plan_undo, retry_keys, rollback_outcome, undo_source
 from bot.engine.states import RunState, StepState
+from bot.engine.step_rows import StepRows
 from bot.engine.store import LockHeld, Store
 from bot.platforms.errors import PlatformError
 from bot.runbook.load import LoadedRunbook, RunbookInvalid, format_path, load_runbook, resolve_runbook
@@ -136,6 +137,8 @@ class Runner:
         self._drive_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._runbooks: dict[tuple[str, str], LoadedRunbook] = {}
+        self._rows = StepRows(store)  # flat cost per transition: only changed rows are read again
+        self._views: dict[tuple[str, str], dict[str, tuple[dict[str, Any], StepView]]] = {}
 
     # ------------------------------------------------------------------------------------------
     # Public API: what front ends call.
@@ -401,8 +404,16 @@ class Runner:
             raise KeyError(run_id)
         loaded = self._runbook_quiet(run)
         steps = []
-        rows = self.store.get_steps(run["id"])
+        rows = self._rows.get(run["id"])
+        cache = self._views.setdefault((run["id"], run["runbook_sha256"]), {})
+        # A cached view is reused while its row is the very object read last time (a re-read row is a
+        # new object); undo rows share one approval, so any change among them rebuilds them all.
+        rollback_changed = any(r["phase"] == "rollback" and cache.get(r["key"], (None,))[0] is not r for r in rows)
         for row in rows:
+            cached_row, cached = cache.get(row["key"], (None, None))
+            if cached_row is row and not (rollback_changed and row["phase"] == "rollback"):
+                steps.append(cached)
+                continue
             policy, needs = None, False
             if loaded is not None:
                 eff = self._effective(loaded, run, row, rows)
@@ -411,7 +422,7 @@ class Runner:
                     policy = self._policy_dict(eff.policy, loaded, run)
                     policy["covers"] = eff.covers
             approvals = self.store.approvals(run["id"], row["key"], row["request_no"]) if row["request_no"] else []
-            steps.append(StepView(
+            cache[row["key"]] = row, StepView(
                 run_id=run["id"], key=row["key"], step_id=row["step_id"], kind=row["kind"], phase=row["phase"],
                 state=row["state"], index=row["idx"], plan=row["plan"], result=row["result"],
                 verification=row["verification"], error=row["error"],
@@ -419,7 +430,8 @@ class Runner:
                             "reason": a["reason"], "front_end": a["front_end"]} for a in approvals],
                 needs_approval=needs, approval_policy=policy, requested_at=row["requested_at"],
                 started_at=row["started_at"], finished_at=row["finished_at"], plan_digest=plan_digest_of(row),
-            ))
+            )
+            steps.append(cache[row["key"]][1])
         return RunView(id=run["id"], runbook=run["runbook"], state=run["state"], params=run["params"],
                        started_by=run["started_by"], front_end=run["front_end"], created_at=run["created_at"],
                        updated_at=run["updated_at"], steps=steps, chat=run["chat"], error=run["error"],
@@ -553,7 +565,7 @@ class Runner:
         """The approval this row needs (None: none), a whole rollback's one approval included."""
         round_started = None
         if row["phase"] == "rollback" and loaded.model.rollback_approval == "once":
-            rows = rows if rows is not None else self.store.get_steps(run["id"])
+            rows = rows if rows is not None else self._rows.get(run["id"])
             round_started = self.store.last_event_at(run["id"], "run.rolling_back")
         return effective_policy(loaded.model, row, rows or [], kinds(), round_started)
 
@@ -573,7 +585,7 @@ class Runner:
         base = TemplateContext(params=params, targets={}, env=env_values(loaded.model.env), outputs={})
         targets = self._run_targets(loaded, run, parsed=False)
         outputs = {}
-        for row in steps if steps is not None else self.store.get_steps(run["id"]):
+        for row in steps if steps is not None else self._rows.get(run["id"]):
             if row["phase"] == "forward" and row["state"] in ("succeeded", "rolled_back") and row["result"]:
                 outputs[row["step_id"]] = row["result"].get("outputs", {})
         return TemplateContext(params=params, targets=targets, env=base.env, outputs=outputs)
@@ -644,7 +656,7 @@ class Runner:
             self.store.add_event(run_id, "run.resume_refused", actor=ENGINE, front_end=ENGINE,
                                  detail={"reason": str(exc)})
             return False
-        steps = self.store.get_steps(run_id)
+        steps = self._rows.get(run_id)
         current = next((s for s in steps if s["state"] not in TERMINAL_STEP), None)
         if current is None:
             self._finish(run, loaded, steps)
@@ -668,6 +680,7 @@ class Runner:
                 detail = {"failed": [s["key"] for s in failed]}
                 error = f"{len(failed)} step(s) failed: " + "; ".join(f"{s['key']}: {s['error']}" for s in failed)
         elif run["state"] == RunState.ROLLING_BACK:
+            steps = self.store.get_steps(run["id"])  # once per run: every column fresh (apply_started)
             to, error = rollback_outcome(steps, loaded.model if loaded else None, kinds())
         else:
             return
@@ -723,7 +736,7 @@ class Runner:
         eff = self._effective(loaded, run, row)
         if eff is None or len(eff.covers) < 2:
             return plan
-        rows = {r["key"]: r for r in self.store.get_steps(run["id"])}
+        rows = {r["key"]: r for r in self._rows.get(run["id"])}
         lines = [["step", "plan"], [row["key"], plan.summary]]
         for key in eff.covers[1:]:
             try:
@@ -809,7 +822,7 @@ class Runner:
         def history() -> list[StepRecord]:
             return [StepRecord(step_id=s["step_id"], kind=s["kind"], state=s["state"], plan=s["plan"],
                                result=s["result"], finished_at=s["finished_at"])
-                    for s in self.store.get_steps(run_id) if s["key"] != key]
+                    for s in self._rows.get(run_id) if s["key"] != key]
 
         deadline = self.clock.now() + timeout if timeout else None
         return StepContext(run_id=run_id, step_id=row["step_id"], runbook_name=loaded.model.name,

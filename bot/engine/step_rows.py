@@ -1,0 +1,65 @@
+"""A run's step rows kept in memory and refreshed by what the audit log says changed.
+
+    rows = StepRows(store)
+    rows.get(run_id)            # every step row, in order; re-reads only rows changed since last time
+    # a row re-read is a new dict object: callers cache derived values by row identity
+
+Every change to a step row writes an audit event in the same transaction, and transactions are
+serialised (`BEGIN IMMEDIATE`), so event ids are a commit-ordered log: the rows named by events
+after the last id seen are exactly the rows that may differ. A run-level event (a re-plan, the
+start of a rollback that adds steps) re-reads the whole run. This keeps the engine's cost per
+transition flat however long the runbook is, and stays correct across processes sharing the file.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class _Entry:
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    last_event: int = -1
+    changed: set[str] = field(default_factory=set)
+    full: bool = True
+
+
+class StepRows:
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def get(self, run_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            entry = self._entries.setdefault(run_id, _Entry())
+            conn = self.store.conn()
+            events = conn.execute("SELECT id, step_key FROM events WHERE run_id = ? AND id > ? ORDER BY id",
+                                  (run_id, entry.last_event)).fetchall()
+            if events:
+                entry.last_event = events[-1][0]
+            keys = {e[1] for e in events}
+            if entry.last_event == -1 or None in keys or entry.full or (keys - set(entry.rows)):
+                rows = self.store.get_steps(run_id)
+                entry.rows = {r["key"]: r for r in rows}
+                entry.order = [r["key"] for r in rows]
+                entry.changed = set(entry.rows)
+                entry.full = not events and entry.last_event == -1  # nothing logged yet: read again next time
+                return rows
+            entry.changed = keys
+            for key in keys:
+                row = self.store.get_step(run_id, key)
+                if row is not None:
+                    entry.rows[key] = row
+            return [entry.rows[k] for k in entry.order]
+
+    def changed(self, run_id: str) -> set[str]:
+        entry = self._entries.get(run_id)
+        return set(entry.changed) if entry else set()
+
+    def forget(self, run_id: str) -> None:
+        with self._lock:
+            self._entries.pop(run_id, None)
