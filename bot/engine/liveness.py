@@ -2,14 +2,15 @@
 
     token = process_token()                 # "host:pid:starttime:nonce", one per process
     owner_alive(token)                      # True / False / None (another host: cannot tell)
-    with Heartbeat(store, run_id, key, token, every=2.0):
+    beats = Heartbeats(store, token)        # one engine thread per process
+    with beats.beating(run_id, key):
         kind.apply(ctx, inputs, plan)       # beats go on while apply waits on I/O
 
 A PID alone is not an identity: after a container restart PID 1 is alive again, and PIDs are
 reused. The token therefore carries the process's start time (from /proc, in clock ticks since
 boot): a live PID whose start time differs is a different process, and the owner is dead.
-The heartbeat runs on its own thread, independent of the step's code, so a step blocked on a
-slow server or a boto waiter still beats.
+The heartbeat runs on the engine's own thread, independent of the step's code, so a step blocked
+on a slow server or a boto waiter still beats.
 """
 
 from __future__ import annotations
@@ -92,25 +93,62 @@ def owner_alive(token: str | None) -> bool | None:
     return True
 
 
-class Heartbeat:
-    """Beat `store.heartbeat(run_id, key, owner)` every `every` seconds on a daemon thread."""
+class Heartbeats:
+    """The engine's heartbeat: one daemon thread per process beating every step this process is
+    applying, every `every` seconds, whatever the steps' own code is doing.
 
-    def __init__(self, store: Any, run_id: str, key: str, owner: str, every: float = HEARTBEAT_SECONDS) -> None:
-        self.store, self.run_id, self.key, self.owner, self.every = store, run_id, key, owner, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{run_id}-{key}", daemon=True)
+        beats = Heartbeats(store, owner)
+        with beats.beating(run_id, key):
+            kind.apply(ctx, inputs, plan)      # may block on I/O for minutes; the beat goes on
+
+    One thread for all steps (not one per step) keeps the per-step cost flat; the beat is still
+    independent of every step's code, which is what liveness needs."""
+
+    def __init__(self, store: Any, owner: str, every: float = HEARTBEAT_SECONDS) -> None:
+        self.store, self.owner, self.every = store, owner, every
+        self._active: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.store.heartbeat(self.run_id, self.key, self.owner)
-            except Exception as exc:  # a busy store must not kill the beat; the next one tries again
-                log.warning("heartbeat of %s/%s failed: %s", self.run_id, self.key, exc)
+        while True:
+            self._wake.wait(self.every)
+            self._wake.clear()
+            with self._lock:
+                active = list(self._active)
+            for run_id, key in active:
+                try:
+                    self.store.heartbeat(run_id, key, self.owner)
+                except Exception as exc:  # a busy store must not kill the beat; the next one tries again
+                    log.warning("heartbeat of %s/%s failed: %s", run_id, key, exc)
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
+    def beating(self, run_id: str, key: str) -> _Beating:
+        return _Beating(self, (run_id, key))
+
+    def _add(self, item: tuple[str, str]) -> None:
+        with self._lock:
+            self._active[item] = self._active.get(item, 0) + 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="runbook-heartbeat", daemon=True)
+                self._thread.start()
+
+    def _remove(self, item: tuple[str, str]) -> None:
+        with self._lock:
+            left = self._active.get(item, 1) - 1
+            if left <= 0:
+                self._active.pop(item, None)
+            else:
+                self._active[item] = left
+
+
+class _Beating:
+    def __init__(self, beats: Heartbeats, item: tuple[str, str]) -> None:
+        self.beats, self.item = beats, item
+
+    def __enter__(self) -> _Beating:
+        self.beats._add(self.item)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.every + 1)
+        self.beats._remove(self.item)

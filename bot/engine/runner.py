@@ -45,7 +45,7 @@ from bot import secrets as secret_values
 from bot.engine import states as st
 from bot.engine.approval_policy import EffectivePolicy, effective_policy
 from bot.engine.channel import Progress, QuietChannel, RunView, StepView
-from bot.engine.liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, Heartbeat, owner_alive, process_token
+from bot.engine.liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, Heartbeats, owner_alive, process_token
 from bot.engine.rollback_plan import UNDO_PREFIX, plan_undo, retry_keys, rollback_outcome, undo_source
 from bot.engine.states import RunState, StepState
 from bot.engine.step_rows import StepRows
@@ -133,6 +133,7 @@ class Runner:
         self.progress_interval = progress_interval
         self.runbooks_dir = Path(runbooks_dir) if runbooks_dir else config.runbooks_dir()
         self.owner = process_token()
+        self._beats = Heartbeats(store, self.owner)
         self._cancel: dict[str, threading.Event] = {}
         self._drive_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -584,10 +585,11 @@ class Runner:
         params = run["params"]
         base = TemplateContext(params=params, targets={}, env=env_values(loaded.model.env), outputs={})
         targets = self._run_targets(loaded, run, parsed=False)
-        outputs = {}
-        for row in steps if steps is not None else self._rows.get(run["id"]):
-            if row["phase"] == "forward" and row["state"] in ("succeeded", "rolled_back") and row["result"]:
-                outputs[row["step_id"]] = row["result"].get("outputs", {})
+        if steps is None:
+            outputs = self._rows.outputs(run["id"])
+        else:
+            outputs = {row["step_id"]: row["result"].get("outputs", {}) for row in steps
+                       if row["phase"] == "forward" and row["state"] in ("succeeded", "rolled_back") and row["result"]}
         return TemplateContext(params=params, targets=targets, env=base.env, outputs=outputs)
 
     def _policy_dict(self, policy: ApprovalPolicy, loaded: LoadedRunbook, run: dict[str, Any]) -> dict[str, Any]:
@@ -838,8 +840,8 @@ class Runner:
     def _execute(self, run_id: str, key: str) -> None:
         """Apply then verify a step this process has just moved to `applying` (the CAS winner only).
 
-        A heartbeat thread beats for the whole call, whatever the step's code is doing."""
-        with Heartbeat(self.store, run_id, key, self.owner, every=HEARTBEAT_SECONDS):
+        The engine's heartbeat thread beats for the whole call, whatever the step's code is doing."""
+        with self._beats.beating(run_id, key):
             self._execute_beating(run_id, key)
 
     def _execute_beating(self, run_id: str, key: str) -> None:

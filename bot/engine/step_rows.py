@@ -25,6 +25,15 @@ class _Entry:
     last_event: int = -1
     changed: set[str] = field(default_factory=set)
     full: bool = True
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def note_outputs(self, row: dict[str, Any]) -> None:
+        if row["phase"] != "forward":
+            return
+        if row["state"] in ("succeeded", "rolled_back") and row["result"]:
+            self.outputs[row["step_id"]] = row["result"].get("outputs", {})
+        else:
+            self.outputs.pop(row["step_id"], None)
 
 
 class StepRows:
@@ -47,6 +56,9 @@ class StepRows:
                 entry.rows = {r["key"]: r for r in rows}
                 entry.order = [r["key"] for r in rows]
                 entry.changed = set(entry.rows)
+                entry.outputs = {}
+                for row in rows:
+                    entry.note_outputs(row)
                 entry.full = not events and entry.last_event == -1  # nothing logged yet: read again next time
                 return rows
             entry.changed = keys
@@ -54,7 +66,14 @@ class StepRows:
                 row = self.store.get_step(run_id, key)
                 if row is not None:
                     entry.rows[key] = row
+                    entry.note_outputs(row)
             return [entry.rows[k] for k in entry.order]
+
+    def outputs(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """`outputs.<step id>` of the run's finished forward steps (a copy), kept up to date by `get`."""
+        self.get(run_id)
+        with self._lock:
+            return dict(self._entries[run_id].outputs)
 
     def changed(self, run_id: str) -> set[str]:
         entry = self._entries.get(run_id)
