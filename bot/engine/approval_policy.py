@@ -52,9 +52,24 @@ class EffectivePolicy:
         return max([self.policy.min - len(approvers), *short, 1])
 
 
+_INDEX: dict[int, tuple[Runbook, dict[str, Step]]] = {}
+
+
+def step_of(model: Runbook, step_id: str) -> Step:
+    """`model.step(step_id)` by a dict built once per loaded runbook (the model's own is a scan)."""
+    cached = _INDEX.get(id(model))
+    if cached is None or cached[0] is not model:
+        cached = (model, {s.id: s for s in (*model.rollback, *model.steps)})
+        _INDEX[id(model)] = cached
+    try:
+        return cached[1][step_id]
+    except KeyError:
+        raise KeyError(step_id) from None
+
+
 def spec_for(model: Runbook, row: dict[str, Any]) -> Step | RollbackSpec | None:
     try:
-        step = model.step(row["step_id"])
+        step = step_of(model, row["step_id"])
     except KeyError:
         return None
     if row["key"].startswith(UNDO_PREFIX):

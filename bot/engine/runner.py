@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from bot import config
 from bot import secrets as secret_values
 from bot.engine import states as st
-from bot.engine.approval_policy import EffectivePolicy, effective_policy
+from bot.engine.approval_policy import EffectivePolicy, effective_policy, spec_for
 from bot.engine.channel import Progress, QuietChannel, RunView, StepView
 from bot.engine.liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, Heartbeats, owner_alive, process_token
 from bot.engine.rollback_plan import UNDO_PREFIX, plan_undo, retry_keys, rollback_outcome, undo_source
@@ -409,7 +409,12 @@ class Runner:
         cache = self._views.setdefault((run["id"], run["runbook_sha256"]), {})
         # A cached view is reused while its row is the very object read last time (a re-read row is a
         # new object); undo rows share one approval, so any change among them rebuilds them all.
-        rollback_changed = any(r["phase"] == "rollback" and cache.get(r["key"], (None,))[0] is not r for r in rows)
+        tail = []  # undo rows sort last (idx >= 1000): look at those only
+        for r in reversed(rows):
+            if r["phase"] != "rollback":
+                break
+            tail.append(r)
+        rollback_changed = any(cache.get(r["key"], (None,))[0] is not r for r in tail)
         for row in rows:
             cached_row, cached = cache.get(row["key"], (None, None))
             if cached_row is row and not (rollback_changed and row["phase"] == "rollback"):
@@ -572,13 +577,7 @@ class Runner:
 
     def _spec_for(self, loaded: LoadedRunbook, row: dict[str, Any]) -> Step | RollbackSpec | None:
         """The runbook entry a step row runs: a step, a step's explicit rollback, or a kind's own undo."""
-        try:
-            step = loaded.model.step(row["step_id"])
-        except KeyError:
-            return None
-        if row["key"].startswith(UNDO_PREFIX):
-            return step.rollback if step.rollback is not None else step
-        return step
+        return spec_for(loaded.model, row)
 
     def _template_ctx(self, loaded: LoadedRunbook, run: dict[str, Any],
                       steps: list[dict[str, Any]] | None = None) -> TemplateContext:

@@ -2,6 +2,7 @@
 
     rows = StepRows(store)
     rows.get(run_id)            # every step row, in order; re-reads only rows changed since last time
+                                # (the list is shared and updated in place: read it, do not keep it)
     # a row re-read is a new dict object: callers cache derived values by row identity
 
 Every change to a step row writes an audit event in the same transaction, and transactions are
@@ -22,6 +23,8 @@ from typing import Any
 class _Entry:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    listed: list[dict[str, Any]] = field(default_factory=list)  # rows in order, updated in place
+    position: dict[str, int] = field(default_factory=dict)
     last_event: int = -1
     changed: set[str] = field(default_factory=set)
     full: bool = True
@@ -55,19 +58,22 @@ class StepRows:
                 rows = self.store.get_steps(run_id)
                 entry.rows = {r["key"]: r for r in rows}
                 entry.order = [r["key"] for r in rows]
+                entry.listed = list(rows)
+                entry.position = {k: i for i, k in enumerate(entry.order)}
                 entry.changed = set(entry.rows)
                 entry.outputs = {}
                 for row in rows:
                     entry.note_outputs(row)
                 entry.full = not events and entry.last_event == -1  # nothing logged yet: read again next time
-                return rows
+                return entry.listed
             entry.changed = keys
             for key in keys:
                 row = self.store.get_step(run_id, key)
                 if row is not None:
                     entry.rows[key] = row
+                    entry.listed[entry.position[key]] = row
                     entry.note_outputs(row)
-            return [entry.rows[k] for k in entry.order]
+            return entry.listed
 
     def outputs(self, run_id: str) -> dict[str, dict[str, Any]]:
         """`outputs.<step id>` of the run's finished forward steps (a copy), kept up to date by `get`."""
