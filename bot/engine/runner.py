@@ -139,7 +139,7 @@ class Runner:
         self._guard = threading.Lock()
         self._runbooks: dict[tuple[str, str], LoadedRunbook] = {}
         self._rows = StepRows(store)  # flat cost per transition: only changed rows are read again
-        self._views: dict[tuple[str, str], dict[str, tuple[dict[str, Any], StepView]]] = {}
+        self._views: dict[tuple[str, str], tuple[Any, list[StepView]]] = {}  # (change mark, views in order)
 
     # ------------------------------------------------------------------------------------------
     # Public API: what front ends call.
@@ -404,44 +404,50 @@ class Runner:
         if run is None:
             raise KeyError(run_id)
         loaded = self._runbook_quiet(run)
-        steps = []
-        rows = self._rows.get(run["id"])
-        cache = self._views.setdefault((run["id"], run["runbook_sha256"]), {})
-        # A cached view is reused while its row is the very object read last time (a re-read row is a
-        # new object); undo rows share one approval, so any change among them rebuilds them all.
-        tail = []  # undo rows sort last (idx >= 1000): look at those only
-        for r in reversed(rows):
-            if r["phase"] != "rollback":
-                break
-            tail.append(r)
-        rollback_changed = any(cache.get(r["key"], (None,))[0] is not r for r in tail)
-        for row in rows:
-            cached_row, cached = cache.get(row["key"], (None, None))
-            if cached_row is row and not (rollback_changed and row["phase"] == "rollback"):
-                steps.append(cached)
-                continue
-            policy, needs = None, False
-            if loaded is not None:
-                eff = self._effective(loaded, run, row, rows)
-                if eff is not None:
-                    needs = True
-                    policy = self._policy_dict(eff.policy, loaded, run)
-                    policy["covers"] = eff.covers
-            approvals = self.store.approvals(run["id"], row["key"], row["request_no"]) if row["request_no"] else []
-            cache[row["key"]] = row, StepView(
-                run_id=run["id"], key=row["key"], step_id=row["step_id"], kind=row["kind"], phase=row["phase"],
-                state=row["state"], index=row["idx"], plan=row["plan"], result=row["result"],
-                verification=row["verification"], error=row["error"],
-                approvals=[{"approver": a["approver"], "decision": a["decision"], "at": a["at"],
-                            "reason": a["reason"], "front_end": a["front_end"]} for a in approvals],
-                needs_approval=needs, approval_policy=policy, requested_at=row["requested_at"],
-                started_at=row["started_at"], finished_at=row["finished_at"], plan_digest=plan_digest_of(row),
-            )
-            steps.append(cache[row["key"]][1])
+        rows, mark = self._rows.get_marked(run["id"])
+        key = (run["id"], run["runbook_sha256"])
+        old_mark, steps = self._views.get(key, (None, []))
+        changed = self._rows.keys_between(run["id"], old_mark, mark)
+        if changed is None or len(steps) != len(rows):
+            steps = [self._build_step_view(loaded, run, row, rows) for row in rows]
+        elif changed:
+            rebuild = {self._position(run["id"], k) for k in set(changed)}
+            if any(rows[i]["phase"] == "rollback" for i in rebuild):  # undo rows share one approval
+                for i in range(len(rows) - 1, -1, -1):  # they sort last (idx >= 1000)
+                    if rows[i]["phase"] != "rollback":
+                        break
+                    rebuild.add(i)
+            steps = list(steps)  # views already handed to a channel stay as they were
+            for i in rebuild:
+                steps[i] = self._build_step_view(loaded, run, rows[i], rows)
+        self._views[key] = (mark, steps)
         return RunView(id=run["id"], runbook=run["runbook"], state=run["state"], params=run["params"],
                        started_by=run["started_by"], front_end=run["front_end"], created_at=run["created_at"],
                        updated_at=run["updated_at"], steps=steps, chat=run["chat"], error=run["error"],
                        dry_run=run["dry_run"])
+
+    def _position(self, run_id: str, key: str) -> int:
+        return self._rows._entries[run_id].position[key]
+
+    def _build_step_view(self, loaded: LoadedRunbook | None, run: dict[str, Any], row: dict[str, Any],
+                   rows: list[dict[str, Any]]) -> StepView:
+        policy, needs = None, False
+        if loaded is not None:
+            eff = self._effective(loaded, run, row, rows)
+            if eff is not None:
+                needs = True
+                policy = self._policy_dict(eff.policy, loaded, run)
+                policy["covers"] = eff.covers
+        approvals = self.store.approvals(run["id"], row["key"], row["request_no"]) if row["request_no"] else []
+        return StepView(
+            run_id=run["id"], key=row["key"], step_id=row["step_id"], kind=row["kind"], phase=row["phase"],
+            state=row["state"], index=row["idx"], plan=row["plan"], result=row["result"],
+            verification=row["verification"], error=row["error"],
+            approvals=[{"approver": a["approver"], "decision": a["decision"], "at": a["at"],
+                        "reason": a["reason"], "front_end": a["front_end"]} for a in approvals],
+            needs_approval=needs, approval_policy=policy, requested_at=row["requested_at"],
+            started_at=row["started_at"], finished_at=row["finished_at"], plan_digest=plan_digest_of(row),
+        )
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Tests and the console: wait until no background work is queued or running."""
@@ -1241,8 +1247,11 @@ class Runner:
         with self._guard:
             return self._cancel.setdefault(run_id, threading.Event())
 
-    @staticmethod
-    def _step_view(view: RunView, key: str) -> StepView:
+    def _step_view(self, view: RunView, key: str) -> StepView:
+        entry = self._rows._entries.get(view.id)
+        at = entry.position.get(key) if entry else None
+        if at is not None and at < len(view.steps) and view.steps[at].key == key:
+            return view.steps[at]
         return next(s for s in view.steps if s.key == key)
 
     @staticmethod

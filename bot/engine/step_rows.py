@@ -29,6 +29,8 @@ class _Entry:
     changed: set[str] = field(default_factory=set)
     full: bool = True
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    generation: int = 0  # bumped by every full re-read
+    log: list[str] = field(default_factory=list)  # keys re-read since the last full re-read, in order
 
     def note_outputs(self, row: dict[str, Any]) -> None:
         if row["phase"] != "forward":
@@ -64,6 +66,8 @@ class StepRows:
                 entry.outputs = {}
                 for row in rows:
                     entry.note_outputs(row)
+                entry.generation += 1
+                entry.log = []
                 entry.full = not events and entry.last_event == -1  # nothing logged yet: read again next time
                 return entry.listed
             entry.changed = keys
@@ -73,6 +77,7 @@ class StepRows:
                     entry.rows[key] = row
                     entry.listed[entry.position[key]] = row
                     entry.note_outputs(row)
+                    entry.log.append(key)
             return entry.listed
 
     def outputs(self, run_id: str) -> dict[str, dict[str, Any]]:
@@ -81,9 +86,23 @@ class StepRows:
         with self._lock:
             return dict(self._entries[run_id].outputs)
 
-    def changed(self, run_id: str) -> set[str]:
-        entry = self._entries.get(run_id)
-        return set(entry.changed) if entry else set()
+    def get_marked(self, run_id: str) -> tuple[list[dict[str, Any]], tuple[int, int]]:
+        """`get`, with a mark of where the change log stood when these rows were current."""
+        rows = self.get(run_id)
+        with self._lock:
+            entry = self._entries[run_id]
+            return rows, (entry.generation, len(entry.log))
+
+    def keys_between(self, run_id: str, old: tuple[int, int] | None, new: tuple[int, int]) -> list[str] | None:
+        """Keys re-read between two marks (None: a full re-read happened, everything may differ).
+
+            rows, mark = step_rows.get_marked(run_id)
+            keys = step_rows.keys_between(run_id, my_last_mark, mark)   # a consumer keeps its own mark"""
+        with self._lock:
+            entry = self._entries[run_id]
+            if old is None or old[0] != new[0] or new[0] != entry.generation:
+                return None
+            return entry.log[old[1]:new[1]]
 
     def forget(self, run_id: str) -> None:
         with self._lock:
