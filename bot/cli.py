@@ -207,7 +207,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         if args.json:
             from dataclasses import asdict
 
-            print(json.dumps(asdict(view), default=str, indent=2))
+            print(json.dumps(secrets.redact_obj(asdict(view)), default=str, indent=2))
         else:
             print_run(console, view)
         return EXIT_OK
@@ -215,7 +215,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps([asdict(r) for r in runs], default=str, indent=2))
+        print(json.dumps([secrets.redact_obj(asdict(r)) for r in runs], default=str, indent=2))
     elif not runs:
         console.print("no runs yet")
     else:

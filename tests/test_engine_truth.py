@@ -422,3 +422,32 @@ def json_text(value) -> str:
     import json
 
     return json.dumps(value)
+
+
+def test_a_secret_confirm_text_never_reaches_cli_output(tmp_path):
+    word = "sekret-confirm-word-5150"
+    path = runbook(tmp_path, f"""
+        - id: only
+          kind: test.rewrite
+          with: {{path: "{tmp_path}/a.env", content: "x"}}
+          approval: {{confirm_text: "{{{{ env.CONFIRM_WORD }}}}"}}
+    """, head="env: [CONFIRM_WORD]\n")
+    (tmp_path / "a.env").write_bytes(ORIGINAL)
+    env = {**os.environ, "RUNBOOK_BOT_DB": str(tmp_path / "store.sqlite"), "PYTHONPATH": str(ROOT),
+           "CONFIRM_WORD": word}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+
+    started = cli("run", str(path), "--as", "dave")
+    assert started.returncode == 3
+    run_id = Store(tmp_path / "store.sqlite").list_runs()[0]["id"]
+    outputs = [started, cli("status", run_id, "--json"), cli("status", "--json"),
+               cli("approve", run_id, "only", "--as", "alice", "--confirm", "wrong"), cli("approve", run_id, "only",
+                                                                                         "--as", "alice")]
+    for proc in outputs:
+        assert word not in proc.stdout + proc.stderr, proc.args
+    assert "the confirmation text" in outputs[3].stdout + outputs[4].stdout
+    assert cli("approve", run_id, "only", "--as", "alice", "--confirm", word).returncode == 0
+    assert (tmp_path / "a.env").read_text() == "x"
