@@ -243,6 +243,10 @@ def cmd_events(args: argparse.Namespace, console: Console) -> int:
 def _decision_exit(console: Console, decision: Any) -> int:
     style = "green" if decision.ok else "red"
     console.print(f"[{style}]{secrets.redact(decision.message)}[/]")
+    if getattr(decision, "next_action", None) and decision.run_id:
+        # The engine says what can be done next; the command that does it is this front end's wording.
+        action, *rest = decision.next_action
+        console.print(f"next: `runbook-bot {action} {decision.run_id}{''.join(' ' + r for r in rest)}`")
     return EXIT_OK if decision.ok else EXIT_FAILED
 
 

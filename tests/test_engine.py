@@ -153,7 +153,7 @@ def test_group_approvers_confirm_text_and_expiry(tmp_path, store):
         "confirm_mismatch"
     clock.t += 31 * 60
     expired = runner.approve(run.id, "only", user="bob", front_end="console", confirm="production")
-    assert expired.code == "expired" and "replan" in expired.message
+    assert expired.code == "expired" and "re-plan" in expired.message and expired.next_action == ("replan",)
     assert runner.replan(run.id, user="bob", front_end="console").ok
     assert runner.approve(run.id, "only", user="bob", front_end="console", confirm="production").ok
     assert lines(tmp_path) == ["x"]

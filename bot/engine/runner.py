@@ -82,6 +82,8 @@ class Decision:
     code: str
     message: str
     run_id: str | None = None
+    next_action: tuple[str, ...] | None = None  # what a person can do next, e.g. ("replan",); front ends
+    # word it as their own command (`runbook-bot replan RUN`, `/runbook replan RUN`): the engine names no CLI
 
 
 class StartRefused(Exception):
@@ -225,7 +227,7 @@ class Runner:
         try:
             loaded = self._runbook_for(run)
         except RunbookChanged as exc:
-            return Decision(False, "runbook_changed", str(exc), run_id)
+            return Decision(False, "runbook_changed", str(exc), run_id, next_action=("replan",))
         refused = self._authorise(run, loaded, user, front_end, "rollback")
         if refused is not None:
             return refused
@@ -236,7 +238,8 @@ class Runner:
         stuck = [s["key"] for s in steps if s["state"] == "interrupted"]
         if stuck:
             return Decision(False, "interrupted", f"step {stuck[0]} was interrupted: decide it first "
-                            f"(`runbook-bot resolve {run_id} {stuck[0]} rollback` rolls back the run)", run_id)
+                            "(resolving it as rollback rolls back the run)", run_id,
+                            next_action=("resolve", stuck[0], "rollback"))
         return self._begin_rollback(run, loaded, steps, actor=user, front_end=front_end,
                                     reason=f"rollback requested by {user}")
 
@@ -254,7 +257,7 @@ class Runner:
         try:
             loaded = self._runbook_for(run)
         except RunbookChanged as exc:
-            return Decision(False, "runbook_changed", str(exc), run_id)
+            return Decision(False, "runbook_changed", str(exc), run_id, next_action=("replan",))
         refused = self._authorise(run, loaded, user, front_end, f"resolve.{action}", step=step)
         if refused is not None:
             return refused
@@ -555,8 +558,7 @@ class Runner:
         if digest != run["runbook_sha256"]:
             raise RunbookChanged(
                 f"run {run['id']}: {path} changed on disk since the run started (sha256 {run['runbook_sha256'][:12]} "
-                f"-> {digest[:12]}); refusing to go on. Re-plan it explicitly (`runbook-bot replan {run['id']}`) "
-                f"or abort it."
+                f"-> {digest[:12]}); refusing to go on. Re-plan it explicitly or abort it."
             )
         if cached is None:
             try:
@@ -998,7 +1000,7 @@ class Runner:
         except RunbookChanged as exc:
             self.store.add_event(run_id, "approval.refused", actor=user, front_end=front_end, step_key=key,
                                  detail={"code": "runbook_changed"})
-            return Decision(False, "runbook_changed", str(exc), run_id)
+            return Decision(False, "runbook_changed", str(exc), run_id, next_action=("replan",))
         eff = self._effective(loaded, run, row)
         if eff is None:
             return Decision(False, "no_approval_needed", f"{key} needs no approval", run_id)
@@ -1024,9 +1026,11 @@ class Runner:
                               "self-approval; another approver must approve")
             if policy.expires_after and row["requested_at"] and \
                     self.clock.now() - row["requested_at"] > policy.expires_after:
-                return refuse("expired", f"the approval request for {key} expired "
-                              f"{_ago(self.clock.now() - row['requested_at'] - policy.expires_after)} ago; "
-                              f"re-plan the run (`runbook-bot replan {run_id}`) to get a fresh plan")
+                decision = refuse("expired", f"the approval request for {key} expired "
+                                  f"{_ago(self.clock.now() - row['requested_at'] - policy.expires_after)} ago; "
+                                  "re-plan the run to get a fresh plan")
+                decision.next_action = ("replan",)
+                return decision
             if precheck:
                 return Decision(True, "may_approve", f"{user} may approve {key}", run_id)
             if policy.confirm_text:
