@@ -451,3 +451,16 @@ def test_a_secret_confirm_text_never_reaches_cli_output(tmp_path):
     assert "the confirmation text" in outputs[3].stdout + outputs[4].stdout
     assert cli("approve", run_id, "only", "--as", "alice", "--confirm", word).returncode == 0
     assert (tmp_path / "a.env").read_text() == "x"
+
+
+def test_a_refusing_plan_fails_the_dry_run_and_ci(tmp_path):
+    path = runbook(tmp_path, f"""
+        - id: switch
+          kind: test.refuse
+          with: {{until: "{tmp_path}/never"}}
+    """)
+    env = {**os.environ, "RUNBOOK_BOT_DB": str(tmp_path / "store.sqlite"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "bot", "plan", str(path), "--as", "dave"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "the plan refused" in proc.stdout

@@ -758,7 +758,12 @@ class Runner:
             "table": lines})
 
     def _block(self, run_id: str, key: str, from_states: list[str], reason: str) -> bool:
-        """A refusing plan blocks its step: not a failure (nothing is undone), the run waits for a re-plan."""
+        """A refusing plan blocks its step: not a failure (nothing is undone), the run waits for a re-plan.
+        A dry run waits for nobody: there the refusal is the step's failure (and the exit code's)."""
+        run = self.store.get_run(run_id)
+        if run is not None and run["dry_run"]:
+            return self._fail(run, self._runbook_quiet(run), self.store.get_step(run_id, key),
+                              f"the plan refused: {reason}", from_states=from_states)
         if self.store.transition_step(run_id, key, from_states, "blocked", actor=ENGINE, front_end=ENGINE,
                                       error=f"the plan refused: {reason}",
                                       detail={"next": "re-plan the run once the reason is gone"}):
