@@ -464,3 +464,26 @@ def test_a_refusing_plan_fails_the_dry_run_and_ci(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "the plan refused" in proc.stdout
+
+
+def test_what_an_interrupted_step_offers_follows_its_kinds_idempotence(tmp_path, store):
+    (a,) = files(tmp_path, "a.env")
+    path = runbook(tmp_path, f"""
+        - id: rewrite
+          kind: test.rewrite
+          with: {{path: "{a}", content: "x"}}
+        - id: pause
+          kind: wait
+          with: {{seconds: 0}}
+    """)
+    runner = Runner(store)
+    run = runner.start(path, {}, started_by="dave", front_end="console")
+    with store.transaction() as conn:
+        conn.execute("UPDATE steps SET state = 'applying', owner = 'nohost:1:-:dead', heartbeat_at = 0"
+                     " WHERE run_id = ?", (run.id,))
+    assert sorted(runner.reap()) == [(run.id, "pause"), (run.id, "rewrite")]
+    offers = {s.key: s.offers for s in runner.view(run.id).steps}
+    assert offers["pause"][0] == "retry"  # wait is idempotent: re-running it is safe
+    assert offers["rewrite"][0] == "verify"  # not idempotent: check before re-applying
+    retried = runner.resolve(run.id, "rewrite", "retry", user="bob", front_end="console")
+    assert retried.ok and "not idempotent" in retried.message

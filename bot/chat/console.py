@@ -296,8 +296,8 @@ class ConsoleSession:
         if not self.interactive:
             self.console.print(f"decide with `runbook-bot resolve {run.id} {step.key} verify|retry|skip|rollback`")
             return False
-        action = Prompt.ask("decision", choices=["verify", "retry", "skip", "rollback", "later"], default="verify",
-                            console=self.console)
+        offers = step.offers or ["verify", "retry", "skip", "rollback"]  # the advised choice first
+        action = Prompt.ask("decision", choices=[*offers, "later"], default=offers[0], console=self.console)
         if action == "later":
             return False
         self._say(self.runner.resolve(run.id, step.key, action, user=self.user, front_end="console"))

@@ -36,6 +36,7 @@ class StepView:
     started_at: float | None = None
     finished_at: float | None = None
     plan_digest: str | None = None  # what an approval of this step must carry (see Runner.approve)
+    offers: list[str] = field(default_factory=list)  # an interrupted step's choices, the advised one first
 
 
 @dataclass

@@ -361,7 +361,7 @@ class Runner:
                 continue
             kind = kinds().get(row["kind"])
             idempotent = bool(kind and kind.idempotent)
-            offers = ["retry", "verify", "skip", "rollback"] if idempotent else ["verify", "skip", "rollback", "retry"]
+            offers = interrupted_offers(kind)
             if self.store.transition_step(
                 row["run_id"], row["key"], [row["state"]], "interrupted", actor=ENGINE, front_end=ENGINE,
                 action="step.interrupted",
@@ -450,6 +450,7 @@ class Runner:
                         "reason": a["reason"], "front_end": a["front_end"]} for a in approvals],
             needs_approval=needs, approval_policy=policy, requested_at=row["requested_at"],
             started_at=row["started_at"], finished_at=row["finished_at"], plan_digest=plan_digest_of(row),
+            offers=interrupted_offers(kinds().get(row["kind"])) if row["state"] == "interrupted" else [],
         )
 
     def wait_idle(self, timeout: float = 30.0) -> None:
@@ -1288,6 +1289,14 @@ class Runner:
             getattr(self.channel, method)(*args)
         except Exception:  # the run's state is already stored; a lost message is logged loudly
             log.error("channel.%s failed:\n%s", method, secret_values.redact(traceback.format_exc()))
+
+
+def interrupted_offers(kind: type[StepKind] | None) -> list[str]:
+    """What an interrupted step offers, the advised choice first: re-running an idempotent kind is
+    safe, so retry leads; any other kind is verified first (a retry may apply it twice)."""
+    if kind is not None and kind.idempotent:
+        return ["retry", "verify", "skip", "rollback"]
+    return ["verify", "skip", "rollback", "retry"]
 
 
 def plan_digest_of(row: dict[str, Any]) -> str | None:
