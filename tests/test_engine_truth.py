@@ -48,6 +48,13 @@ def files(tmp_path: Path, *names: str) -> list[Path]:
     return out
 
 
+def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess, on this test's store file."""
+    full = {**os.environ, "RUNBOOK_BOT_DB": str(tmp_path / "store.sqlite"), "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, "-m", "bot", *args], env=full, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
 def approve_all(runner: Runner, run_id: str, user: str = "alice") -> None:
     """Approve whatever waits, as a person at the console would, until nothing waits."""
     for _ in range(50):
@@ -186,9 +193,7 @@ def test_continue_on_failure_never_exits_zero(tmp_path):
           with: {message: "PgBouncer in transaction mode in front of the target"}
           on_failure: continue
     """, approvals="")
-    env = {**os.environ, "RUNBOOK_BOT_DB": str(tmp_path / "store.sqlite"), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "bot", "run", str(path), "--as", "dave"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli(tmp_path, "run", str(path), "--as", "dave")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "completed_with_failures" in proc.stdout
     assert "DATABASE_URL is missing" in proc.stdout and "PgBouncer in transaction mode" in proc.stdout
@@ -433,12 +438,9 @@ def test_a_secret_confirm_text_never_reaches_cli_output(tmp_path):
           approval: {{confirm_text: "{{{{ env.CONFIRM_WORD }}}}"}}
     """, head="env: [CONFIRM_WORD]\n")
     (tmp_path / "a.env").write_bytes(ORIGINAL)
-    env = {**os.environ, "RUNBOOK_BOT_DB": str(tmp_path / "store.sqlite"), "PYTHONPATH": str(ROOT),
-           "CONFIRM_WORD": word}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+        return run_cli(tmp_path, *args, CONFIRM_WORD=word)
 
     started = cli("run", str(path), "--as", "dave")
     assert started.returncode == 3
@@ -459,9 +461,7 @@ def test_a_refusing_plan_fails_the_dry_run_and_ci(tmp_path):
           kind: test.refuse
           with: {{until: "{tmp_path}/never"}}
     """)
-    env = {**os.environ, "RUNBOOK_BOT_DB": str(tmp_path / "store.sqlite"), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "bot", "plan", str(path), "--as", "dave"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli(tmp_path, "plan", str(path), "--as", "dave")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "the plan refused" in proc.stdout
 
