@@ -221,7 +221,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         if args.json:
             from dataclasses import asdict
 
-            print(json.dumps(asdict(view), default=str, indent=2))
+            print(json.dumps(secrets.redact_obj(asdict(view)), default=str, indent=2))
         else:
             print_run(console, view)
         return EXIT_OK
@@ -229,7 +229,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps([asdict(r) for r in runs], default=str, indent=2))
+        print(json.dumps([secrets.redact_obj(asdict(r)) for r in runs], default=str, indent=2))
     elif not runs:
         console.print("no runs yet")
     else:
@@ -257,6 +257,10 @@ def cmd_events(args: argparse.Namespace, console: Console) -> int:
 def _decision_exit(console: Console, decision: Any) -> int:
     style = "green" if decision.ok else "red"
     console.print(f"[{style}]{secrets.redact(decision.message)}[/]")
+    if getattr(decision, "next_action", None) and decision.run_id:
+        # The engine says what can be done next; the command that does it is this front end's wording.
+        action, *rest = decision.next_action
+        console.print(f"next: `runbook-bot {action} {decision.run_id}{''.join(' ' + r for r in rest)}`")
     return EXIT_OK if decision.ok else EXIT_FAILED
 
 

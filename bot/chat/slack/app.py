@@ -190,6 +190,8 @@ class SlackBot:
         """The outbox worker and the watch scheduler (scheduled watch summaries post to Slack)."""
         if not self.outbox.is_alive():
             self.outbox.start()
+        if getattr(self, "_reaper_stop", None) is None:  # steps of dead processes become interrupted while we serve
+            self._reaper_stop = self.runner.start_reaper()
         if watches and self.watch_scheduler is None:
             self.watch_scheduler = WatchScheduler(self.store, self.channel, run_view=self.runner.view)
             self.watch_scheduler.start()
@@ -201,6 +203,8 @@ class SlackBot:
         if self._closed.is_set():
             return
         self._closed.set()
+        if getattr(self, "_reaper_stop", None) is not None:
+            self._reaper_stop.set()
         if self.socket is not None:
             self.socket.close()
         if self.watch_scheduler is not None:

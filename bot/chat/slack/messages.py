@@ -46,6 +46,7 @@ STATE_EMOJI = {
     "verifying": "🔍", "succeeded": "✅", "failed": "❌", "skipped": "⏭️", "interrupted": "⚠️",
     "rejected": "🚫", "running": "🔄", "aborted": "🛑", "rolling_back": "↩️", "rolled_back": "↩️",
     "cancelled": "🛑", "ok": "🟢", "warn": "🟡", "breach": "🔴",
+    "blocked": "⛔", "completed_with_failures": "❌", "rollback_incomplete": "🚨",
 }
 
 

@@ -257,9 +257,16 @@ class SlackService:
     # -- buttons and modals -----------------------------------------------------------------------
 
     def approve(self, *, user: str, channel: str | None, run_id: str, step_key: str, confirm: str | None = None,
-                response_url: str | None = None) -> Any:
+                response_url: str | None = None, plan_digest: str | None = None) -> Any:
         return self._decide(self.runner.approve, user=user, channel=channel, run_id=run_id, step_key=step_key,
-                            response_url=response_url, confirm=confirm)
+                            response_url=response_url, confirm=confirm, plan_digest=plan_digest)
+
+    def may_open_confirm(self, *, user: str, channel: str | None, run_id: str, step_key: str,
+                         response_url: str | None = None, plan_digest: str | None = None) -> bool:
+        """Before a confirm modal opens: may this user approve at all? If not, they are told privately."""
+        decision = self._decide(self.runner.may_approve, user=user, channel=channel, run_id=run_id,
+                                step_key=step_key, response_url=response_url, plan_digest=plan_digest)
+        return bool(decision is not None and decision.ok)
 
     def reject(self, *, user: str, channel: str | None, run_id: str, step_key: str,
                response_url: str | None = None) -> Any:
