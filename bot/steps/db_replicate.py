@@ -308,18 +308,26 @@ class ReplicateCutover(StepKind):
     def apply(self, ctx: Any, inputs: Inputs, plan: Plan) -> Result:
         src, tgt = _sides(ctx, inputs)
         name, reverse = plan.data["name"], plan.data["reverse"]
+        phases: dict[str, float] = {}
+
+        def timed(phase: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+            began = time.monotonic()
+            value = call(*args, **kwargs)
+            phases[phase] = round(time.monotonic() - began, 3)
+            return value
+
         fenced_at = time.time()
-        ended = replication.fence(src)
+        ended = timed("fence", replication.fence, src)
         try:
             last_write = replication.last_commit(src)
-            drained = replication.wait_marker(src, tgt, timeout=inputs.timeout)
-            replication.copy_sequences(src, tgt)
-            report = _verify(src, tgt) if inputs.verify else None
+            drained = timed("drain", replication.wait_marker, src, tgt, timeout=inputs.timeout)
+            timed("sequences", replication.copy_sequences, src, tgt)
+            report = timed("verify", _verify, src, tgt) if inputs.verify else None
             if report is not None and not report.ok:
                 raise StepError(f"verification failed while fenced: {report.summary()}")
-            replication.stop(src, tgt, name)
+            timed("drop_forward", replication.stop, src, tgt, name)
             if inputs.reverse:
-                replication.start(tgt, src, reverse, copy_data=False)
+                timed("reverse", replication.start, tgt, src, reverse, copy_data=False)
         except BaseException as exc:
             # Nothing switched: open the source again and keep the forward replication if it is still there.
             replication.unfence(src)
@@ -337,7 +345,8 @@ class ReplicateCutover(StepKind):
                                "last_source_write_to_open_seconds": round(since_last, 3) if since_last else None,
                                "reverse": reverse if inputs.reverse else ""},
                       undo={"reverse": reverse if inputs.reverse else "", "name": name},
-                      details={"fenced_at": fenced_at, "opened_at": opened_at, "last_source_write": last_write})
+                      details={"fenced_at": fenced_at, "opened_at": opened_at, "last_source_write": last_write,
+                               "phases": phases})
 
     def verify(self, ctx: Any, inputs: Inputs, result: Result) -> Verification:
         src, tgt = _sides(ctx, inputs)
