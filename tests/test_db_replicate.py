@@ -211,7 +211,7 @@ def test_pooler_in_front_is_refused(pair, pgbouncer, pg, monkeypatch):
     plain = pg.create()
     monkeypatch.setenv("TGT_URL", pgbouncer.url(plain))
     plan = ReplicateStart().plan(ctx_for("replicate"), ReplicateStart.Inputs(**SIDES))
-    assert plan.blocking and "PgBouncer detected" in plan.blocking[0]
+    assert plan.blocking and "in transaction mode detected" in plan.blocking[0]
 
 
 KILLED_BOT = textwrap.dedent("""

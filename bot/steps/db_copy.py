@@ -133,6 +133,16 @@ def _resolve(ctx: Any, inputs: CopyInputs) -> tuple[Endpoint, Endpoint]:
         raise PlanRefused(str(exc)) from None
 
 
+def _pooler_harm(mode: str | None) -> str:
+    """What a pooler of this mode does to a copy (said for the mode found, not assumed)."""
+    if mode == "session":
+        return ("a session pooler holds a server connection per client and counts them against its pool, "
+                "so parallel jobs queue or fail, and its timeouts cut long COPYs")
+    if mode in ("transaction", "statement"):
+        return f"a {mode} pooler leaks session settings (search_path) between clients"
+    return "session settings may leak between clients and pool limits cut parallel jobs"
+
+
 def _object_lines(facts: DbFacts) -> list[str]:
     lines = []
     for schema in facts.schemas:
@@ -205,7 +215,7 @@ class _Preflight:
         for side, ep, report in (("source", src_ep, src_pool), ("target", tgt_ep, tgt_pool)):
             if report.detected:
                 blocking.append(f"{side} {ep.display()}: {report.describe()}. pg_dump/pg_restore through a "
-                                f"transaction pooler leak session settings and break; {report.direct_hint(ep)}.")
+                                f"pooler break: {_pooler_harm(report.pool_mode)}; {report.direct_hint(ep)}.")
         if blocking:
             return Plan(summary=f"copy {src_ep.display()} -> {tgt_ep.display()}: refused, a pooler is in the way",
                         blocking=blocking, warnings=warnings, data=data)
