@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot import config, secrets
 from bot.platforms import errors
 from bot.platforms.postgres import copy as pgcopy
-from bot.platforms.postgres import endpoints, pooler, preflight, tools, verify
+from bot.platforms.postgres import endpoints, pooler, preflight, schema_compare, tools, verify
 from bot.platforms.postgres.connect import DatabaseError, Endpoint, ExportedSnapshot, connect, quote_ident, qualified
 from bot.platforms.postgres.preflight import MARKER_TABLE, DbFacts, human_bytes, human_seconds
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, Verification, register
@@ -251,6 +251,12 @@ class _Preflight:
             warnings.append(f"source objects are owned by {', '.join(foreign_owners)}, roles the target does not "
                             f"have: the copy uses --no-owner --no-acl, so everything will belong to "
                             f"{tgt.current_user}" + ("; add `grants` for the app's role" if not inputs.grants else ""))
+        if not inputs.grants:
+            losses = schema_compare.acl_losses(schema_compare.catalog(src_ep))
+            if losses:
+                warnings.append(f"no `grants:` given: the copy drops {len(losses)} ACLs the source has "
+                                f"(--no-owner --no-acl): " + "; ".join(losses[:13])
+                                + (f" and {len(losses) - 13} more" if len(losses) > 13 else ""))
         for statement in inputs.grants:
             absent = [r for r in _grant_roles(statement) if r not in tgt.roles]
             if absent:
@@ -530,10 +536,23 @@ class DbCopy(_Preflight, StepKind):
             src, tgt = verify.measure_both(src_ep, tgt_ep, only, jobs=_default_jobs())
             basis = "the source as it is now"
         report = verify.compare(src, tgt, expect_no_extra_tables=inputs.tables is None)
+        # The schema too: a dropped index, constraint, trigger or default passes a data-only check.
+        src_catalog = schema_compare.catalog(src_ep)
+        schema_bad = ([] if inputs.tables is not None else
+                      schema_compare.compare(src_catalog, schema_compare.catalog(tgt_ep, acls=False), acls=False))
+        report.mismatches += schema_bad
+        report.ok = report.ok and not schema_bad
         summary = report.summary() + f" (against {basis})"
+        if report.ok:
+            summary += f"; schema equal ({sum(len(v) for k, v in src_catalog.objects.items() if k in schema_compare.QUERIES)} objects)"
+        losses = schema_compare.acl_losses(src_catalog)
+        if losses:
+            summary += (f"; not carried (--no-owner --no-acl): {len(losses)} ACLs, e.g. {'; '.join(losses[:3])}"
+                        + ("" if inputs.grants else " (no `grants:` given)"))
         return Verification(ok=report.ok, summary=summary, table=None if report.ok else report.table(),
                             details={"mismatches": [m.__dict__ for m in report.mismatches],
-                                     "tables": report.tables_checked, "rows": report.rows_checked})
+                                     "tables": report.tables_checked, "rows": report.rows_checked,
+                                     "acls_not_carried": losses})
 
     def plan_rollback(self, ctx: Any, inputs: CopyInputs, result: Result) -> Plan:
         _, tgt_ep = _resolve(ctx, inputs)
