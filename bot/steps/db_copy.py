@@ -401,7 +401,7 @@ class DbCopy(_Preflight, StepKind):
             self._prepare_filtered(src_ep, tgt_ep, data["only_tables"])
         dump_tool, restore_tool = tools.find_pair(int(data["source_major"]))
         tables = _tables_from(plan)
-        total_mb = max(0.1, round(data["data_bytes"] / 1e6, 1))
+        total_mb = max(0.1, round(data["data_bytes"] / 1048576, 1))
         started = time.monotonic()
         measured: dict[str, Any] = {}
 
@@ -427,7 +427,7 @@ class DbCopy(_Preflight, StepKind):
                 elapsed = time.monotonic() - started
                 if 0.02 < fraction < 1.0:
                     message += f"; ETA {human_seconds(elapsed * (1 - fraction) / fraction)}"
-                ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MB")
+                ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MiB")
 
             try:
                 outcome = pgcopy.run(
@@ -439,6 +439,9 @@ class DbCopy(_Preflight, StepKind):
                                 f"roll back or re-run with overwrite: true. {exc}") from None
             ctx.check_cancelled()
             sequences = self._sync_sequences(src_ep, tgt_ep)
+            ctx.progress(total_mb, total_mb, "analyse: ANALYZE of every copied table on the target", unit="MiB")
+            outcome.seconds["analyse"] = pgcopy.analyze(tgt_ep, [t.qualified for t in tables],
+                                                        jobs=int(data["jobs"]))
             if inputs.grants:
                 self._grant(tgt_ep, inputs.grants)
             while helper is not None and helper.is_alive():
@@ -458,10 +461,10 @@ class DbCopy(_Preflight, StepKind):
         elif "error" in measured:
             details["source_measure_error"] = measured["error"]
         rows = sum(r[0] or 0 for r in measured.get("tables", {}).values())
-        mb_s = data["data_bytes"] / 1e6 / seconds if seconds else 0
+        mib_s = data["data_bytes"] / 1048576 / seconds if seconds else 0
         return Result(
             summary=(f"copied {len(tables)} tables ({human_bytes(data['data_bytes'])}) with {outcome.strategy} in "
-                     f"{human_seconds(seconds)} ({mb_s:.0f} MB/s); {len(sequences)} sequences set; "
+                     f"{human_seconds(seconds)} ({mib_s:.0f} MiB/s); {len(sequences)} sequences set; "
                      f"{len(inputs.grants)} grants"),
             outputs=CopyOutputs(strategy=outcome.strategy, tables=len(tables), rows=rows,
                                 bytes=int(data["data_bytes"]), seconds=round(seconds, 2)).model_dump(),
