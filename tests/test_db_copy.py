@@ -434,3 +434,26 @@ def test_kill_9_of_the_bot_during_a_relay_copy_leaves_no_psql_running(pg, monkey
     # And nothing commits after the bot is gone (orphans would finish the COPY and COMMIT it).
     time.sleep(4)
     assert pg.sql(tgt, "SELECT count(*) FROM public.big") == [(0,)]
+
+
+def test_a_scratch_dump_left_by_a_killed_copy_is_named_in_the_plan_and_removed(pg, monkeypatch, tmp_path):
+    import subprocess
+    import sys
+    from bot.platforms.postgres import copy as pgcopy
+    src, tgt = pg.create(), pg.create()
+    pg.sql(src, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)")
+    # A real abandoned folder: made by scratch_folder in a process that was then killed.
+    child = subprocess.run([sys.executable, "-c", "import os, signal, sys; from bot.platforms.postgres import copy; "
+                            f"print(copy.scratch_folder('dump', {str(tmp_path)!r}), flush=True); "
+                            "os.kill(os.getpid(), signal.SIGKILL)"], capture_output=True, text=True)
+    left = Path(child.stdout.strip())
+    (left / "toc.dat").write_bytes(b"x" * 4096)
+    live = pgcopy.scratch_folder("relay", str(tmp_path))           # this process's own: not touched
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, workdir=str(tmp_path))
+    ctx = make_ctx()
+    plan = kind.plan(ctx, inputs)
+    assert any(str(left) in w and "interrupted copy" in w for w in plan.warnings)
+    assert not any(live in w for w in plan.warnings)
+    kind.apply(ctx, inputs, plan)
+    assert not left.exists() and Path(live).exists()

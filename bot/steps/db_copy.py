@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -344,6 +345,10 @@ class _Preflight:
                 "pgcopydb is not installed (Debian: apt-get install pgcopydb)" if pgcopydb_tool is None
                 else "not with a `tables` filter" if inputs.tables is not None
                 else "Debian's pgcopydb 0.10 supports PostgreSQL up to 15 (install a newer one from apt.postgresql.org)"))
+        stale = pgcopy.stale_scratch(workdir)
+        for path, size in stale:
+            warnings.append(f"an interrupted copy left {path} ({human_bytes(size)}); this copy removes it")
+        data["stale_scratch"] = [path for path, _size in stale]
         data.update({"strategy": strategy, "workdir": workdir, "data_bytes": data_bytes,
                      "pgcopydb": pgcopydb_tool.path if pgcopydb_tool else None})
         eta = preflight.eta_seconds(strategy, data_bytes, inputs.verify)
@@ -382,6 +387,12 @@ class DbCopy(_Preflight, StepKind):
             raise PlanRefused("the plan was refused: " + "; ".join(plan.blocking))
         src_ep, tgt_ep = _resolve(ctx, inputs)
         data = plan.data
+        # What an interrupted copy left in the scratch folder (named in the plan), if still abandoned now.
+        still_stale = {path for path, _size in pgcopy.stale_scratch(data.get("workdir") or tempfile.gettempdir())}
+        for path in data.get("stale_scratch", []):
+            if path in still_stale:
+                shutil.rmtree(path, ignore_errors=True)
+                ctx.log(f"removed {path}, left by an interrupted copy")
         target_now = preflight.facts(tgt_ep)
         if not target_now.is_empty:
             if not inputs.overwrite:

@@ -332,6 +332,42 @@ def _guarded(req: CopyRequest, children: Children, body: Callable[[], CopyOutcom
             shutil.rmtree(folder, ignore_errors=True)
 
 
+SCRATCH_PREFIX = "runbook-bot-"
+SCRATCH_KINDS = ("dump", "pgcopydb", "relay")
+
+
+def scratch_folder(kind: str, workdir: str) -> str:
+    """A strategy's scratch folder, stamped with this process's PID so a later run can tell it was abandoned."""
+    folder = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{kind}-", dir=workdir)
+    with open(os.path.join(folder, "owner.pid"), "w") as out:
+        out.write(str(os.getpid()))
+    return folder
+
+
+def stale_scratch(workdir: str) -> list[tuple[str, int]]:
+    """Scratch folders whose copy is gone (owner PID dead): what a killed copy left, with their sizes."""
+    found: list[tuple[str, int]] = []
+    try:
+        entries = os.listdir(workdir)
+    except OSError:
+        return found
+    for entry in sorted(entries):
+        path = os.path.join(workdir, entry)
+        if not any(entry.startswith(f"{SCRATCH_PREFIX}{k}-") for k in SCRATCH_KINDS) or not os.path.isdir(path):
+            continue
+        try:
+            with open(os.path.join(path, "owner.pid")) as handle:
+                os.kill(int(handle.read().strip()), 0)
+            continue                                   # its copy is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue                                   # not ours to judge (no stamp, or not permitted)
+        size = sum(os.path.getsize(os.path.join(root, f)) for root, _d, files in os.walk(path) for f in files)
+        found.append((path, size))
+    return found
+
+
 def analyze(ep: Endpoint, tables: list[str], *, jobs: int = 2) -> float:
     """ANALYZE each copied table, `jobs` at a time, so the new side's first queries do not plan blind
     (a restore leaves pg_stats empty). Returns the seconds it took."""
@@ -371,7 +407,7 @@ def _parallel(req: CopyRequest, progress: Callable[[float, str], None], check_ca
               on_source_released: Callable[[], None]) -> CopyOutcome:
     tracker = Tracker(req.tables, {"dump": 0.35, "restore": 0.65})
     outcome = CopyOutcome("parallel")
-    folder = tempfile.mkdtemp(prefix="runbook-bot-dump-", dir=req.workdir)
+    folder = scratch_folder("dump", req.workdir)
     dump_dir = os.path.join(folder, "dump")
     phase = {"now": "dump"}
 
@@ -476,7 +512,7 @@ def _pgcopydb(req: CopyRequest, progress: Callable[[float, str], None], check_ca
         raise CopyFailed("strategy pgcopydb: pgcopydb is not installed (Debian: apt-get install pgcopydb)")
     tracker = Tracker(req.tables, {"copy": 1.0})
     outcome = CopyOutcome("pgcopydb")
-    folder = tempfile.mkdtemp(prefix="runbook-bot-pgcopydb-", dir=req.workdir)
+    folder = scratch_folder("pgcopydb", req.workdir)
     last_line = {"text": ""}
 
     def on_line(name: str, line: str) -> None:
@@ -521,7 +557,7 @@ def _relay(req: CopyRequest, progress: Callable[[float, str], None], check_cance
         raise CopyFailed("strategy relay needs psql next to pg_dump (install the client package)")
     tracker = Tracker(req.tables, {"copy": 0.9, "indexes": 0.1})
     outcome = CopyOutcome("relay")
-    folder = tempfile.mkdtemp(prefix="runbook-bot-relay-", dir=req.workdir)
+    folder = scratch_folder("relay", req.workdir)
     post = os.path.join(folder, "post-data.dump")
     children = Children(lambda name, line: None)
     monitors = {"copy": _Monitor(req.target)}
