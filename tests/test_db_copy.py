@@ -457,3 +457,30 @@ def test_a_scratch_dump_left_by_a_killed_copy_is_named_in_the_plan_and_removed(p
     assert not any(live in w for w in plan.warnings)
     kind.apply(ctx, inputs, plan)
     assert not left.exists() and Path(live).exists()
+
+
+def test_rollback_of_an_interrupted_copy_empties_the_target_and_verifies(pg, monkeypatch):
+    from bot.steps.base import Result
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    pg.sql(src, "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS a FROM generate_series(1, 100000) g")
+    reported: list = []
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt)
+    plan = kind.plan(make_ctx(), inputs)
+    with pytest.raises(Cancelled):
+        kind.apply(make_ctx(reported, is_cancelled=lambda: bool(reported)), inputs, plan)
+    assert user_tables(pg, tgt)                                       # partial data and the marker
+    failed = Result(summary="")                                      # what the engine has for a failed step
+    undo_plan = kind.plan_rollback(make_ctx(), inputs, failed)
+    assert not undo_plan.blocking and not undo_plan.no_op
+    assert any("incomplete-copy marker" in c.resource for c in undo_plan.changes)
+    undo = kind.rollback(make_ctx(), inputs, failed)
+    assert kind.verify_rollback(make_ctx(), inputs, failed, undo).ok
+    assert user_tables(pg, tgt) == []
+    # Another run's rollback leaves a target it never wrote to alone.
+    other = StepContext(run_id="r2", step_id="copy-db", runbook_name="test", params={}, targets={}, outputs={})
+    pg.sql(tgt, "CREATE TABLE public.keep (x int)")
+    assert kind.plan_rollback(other, inputs, failed).no_op
+    kind.rollback(other, inputs, failed)
+    assert user_tables(pg, tgt) == ["public.keep"]

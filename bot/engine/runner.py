@@ -996,9 +996,11 @@ class Runner:
         registry = kinds()
         undo: list[dict[str, Any]] = []
         existing = {s["key"] for s in steps}
-        for row in sorted((s for s in steps if s["phase"] == "forward" and s["state"] == "succeeded"),
+        for row in sorted((s for s in steps if s["phase"] == "forward" and s["state"] in ("succeeded", "failed")),
                           key=lambda s: s["idx"], reverse=True):
             spec = loaded.model.step(row["step_id"])
+            if row["state"] == "failed" and not getattr(registry[spec.kind], "undoes_failure", False):
+                continue            # a failed step changed nothing, unless its kind says it can leave a half-state
             if spec.rollback is None and not registry[spec.kind]().can_rollback():
                 continue
             key = UNDO_PREFIX + row["step_id"]

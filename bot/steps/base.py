@@ -134,6 +134,9 @@ class StepKind:
     # A kind whose `apply` can safely be re-run after a crash may say so; the engine still asks a
     # person before re-running an interrupted step, but offers "retry" as the first choice.
     idempotent: ClassVar[bool] = False
+    # A kind whose failed or interrupted `apply` can leave a half-state (a partial copy) says so; a run's
+    # rollback then includes the failed step, calling `plan_rollback`/`rollback` with an empty `Result`.
+    undoes_failure: ClassVar[bool] = False
     Inputs: ClassVar[type[BaseModel]]
     Outputs: ClassVar[type[BaseModel]] = NoOutputs
 

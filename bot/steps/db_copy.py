@@ -377,6 +377,7 @@ def _tables_from(plan: Plan) -> list[preflight.TableInfo]:
 
 @register
 class DbCopy(_Preflight, StepKind):
+    undoes_failure = True       # a failed or interrupted copy leaves partial data and its marker
     name = "db.copy"
     mutating = True
     Inputs = CopyInputs
@@ -496,6 +497,13 @@ class DbCopy(_Preflight, StepKind):
                                     f"none of the grants was applied") from None
             conn.commit()
 
+    @staticmethod
+    def _left_by_this_run(ctx: Any, tgt_ep: Endpoint) -> bool:
+        """True when the target holds the incomplete-copy marker this run's step wrote (see `_mark`): the
+        copy started on a target it had checked empty (or emptied on request), so emptying it restores that."""
+        marker = preflight.facts(tgt_ep).marker or ""
+        return marker.startswith(f"run {ctx.run_id} step {ctx.step_id} ")
+
     def _mark(self, ctx: Any, tgt_ep: Endpoint, src_ep: Endpoint) -> None:
         note = (f"run {ctx.run_id} step {ctx.step_id} copying from {src_ep.display()} started "
                 f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
@@ -570,7 +578,10 @@ class DbCopy(_Preflight, StepKind):
 
     def plan_rollback(self, ctx: Any, inputs: CopyInputs, result: Result) -> Plan:
         _, tgt_ep = _resolve(ctx, inputs)
-        if not result.undo.get("target_was_empty"):
+        if not result.undo and not self._left_by_this_run(ctx, tgt_ep):
+            return Plan(summary=f"the failed copy never wrote to {tgt_ep.display()} (no marker of this run): "
+                                f"it is as the plan found it", no_op=True, data={"drop": []})
+        if result.undo and not result.undo.get("target_was_empty"):
             return Plan(summary="cannot undo this copy", blocking=[
                 "the target was not empty before the copy (overwrite: true dropped its former contents), so "
                 "there is nothing to go back to; restore the target from its backup instead"])
@@ -583,15 +594,23 @@ class DbCopy(_Preflight, StepKind):
                     changes=changes, data={"drop": what, "target": tgt_ep.display()}, no_op=facts.is_empty)
 
     def rollback(self, ctx: Any, inputs: CopyInputs, result: Result) -> Result:
-        if not result.undo.get("target_was_empty"):
-            raise StepError("the target was not empty before the copy; rollback would destroy data it cannot restore")
         _, tgt_ep = _resolve(ctx, inputs)
+        if not result.undo:
+            # A failed or interrupted copy: what is there was written by this run only if its marker says so.
+            if not self._left_by_this_run(ctx, tgt_ep):
+                return Result(summary=f"nothing written by this run on {tgt_ep.display()}; left as it was")
+        elif not result.undo.get("target_was_empty"):
+            raise StepError("the target was not empty before the copy; rollback would destroy data it cannot restore")
         dropped = drop_everything(tgt_ep)
         return Result(summary=f"dropped {', '.join(dropped) or 'nothing'} on {tgt_ep.display()}; the target is empty",
                       details={"dropped": dropped})
 
     def verify_rollback(self, ctx: Any, inputs: CopyInputs, result: Result, undo: Result) -> Verification | None:
         _, tgt_ep = _resolve(ctx, inputs)
+        if not result.undo and undo.summary.startswith("nothing written by this run"):
+            left = self._left_by_this_run(ctx, tgt_ep)
+            return Verification(ok=not left, summary="no trace of this run's copy on the target" if not left
+                                else "this run's incomplete-copy marker is still on the target")
         facts = preflight.facts(tgt_ep)
         return Verification(ok=facts.is_empty, summary="the target is empty" if facts.is_empty else
                             "the target still holds: " + "; ".join(_object_lines(facts)))
