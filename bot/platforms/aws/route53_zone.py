@@ -1,0 +1,138 @@
+"""The `Zone` capability of a Route 53 hosted zone (record sets as Route 53's own dicts).
+
+    zone = Route53Zone(target)                       # or registry.adapter(target, "Zone")
+    before = zone.read("api.example.com", "A")       # [{"Name":..., "Type": "A", "TTL": 300, ...}]
+    zone.write(ctx, before, zone.with_weight(...), timeout=300, comment="...")   # one atomic batch
+
+Weighted record sets (`SetIdentifier` + `Weight`) are what `dns.switch` with `weights:` and
+`traffic.shift` move; a change batch is atomic, so "nothing half-applied" is Route 53's guarantee.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bot.platforms.aws import route53
+from bot.platforms.capabilities import Applied
+
+
+def _ttl_text(seconds: Any) -> str:
+    from bot.platforms.dns import fmt_ttl
+
+    return fmt_ttl(seconds)
+
+
+class Route53Zone:
+    provider = "route53"
+    product = "Route 53"
+    weighted_supported = True
+
+    def __init__(self, target: Any, zone_id: str | None = None) -> None:
+        self.target = target
+        self._zone: dict[str, Any] | None = None
+        self._zone_id = zone_id  # known from an earlier result: saves the lookup on the rollback path
+
+    @property
+    def zone(self) -> dict[str, Any]:
+        if self._zone is None:
+            self._zone = route53.find_zone(self.target)
+        return self._zone
+
+    @property
+    def zone_id(self) -> str:
+        return self._zone_id or self.zone["Id"]
+
+    @property
+    def ref(self) -> str | None:
+        return self.zone_id
+
+    @property
+    def zone_name(self) -> str:
+        return self.zone["Name"]
+
+    def nameservers(self) -> list[str]:
+        return list(self.zone.get("NameServers") or [])
+
+    def read(self, name: str, rtype: str) -> list[dict[str, Any]]:
+        return route53.record_sets(self.target, name, rtype, zone=self.zone_id)
+
+    def ttl(self, sets: list[dict[str, Any]]) -> int | None:
+        ttls = [int(s["TTL"]) for s in sets if "TTL" in s]
+        return max(ttls) if ttls else None
+
+    def is_weighted(self, sets: list[dict[str, Any]]) -> bool:
+        return any("Weight" in s for s in sets)
+
+    def same_records(self, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+        return a == b
+
+    def edge_answered(self, sets: list[dict[str, Any]]) -> bool:
+        return False  # Route 53's name servers answer every record themselves
+
+    def set_id(self, record_set: dict[str, Any]) -> str | None:
+        return record_set.get("SetIdentifier")
+
+    def weight(self, record_set: dict[str, Any]) -> int:
+        return int(record_set.get("Weight", 0))
+
+    def with_weight(self, record_set: dict[str, Any], weight: int) -> dict[str, Any]:
+        changed = copy.deepcopy(record_set)
+        changed["Weight"] = int(weight)
+        return changed
+
+    def values(self, rtype: str, record_set: dict[str, Any]) -> list[str]:
+        if "AliasTarget" in record_set:
+            return [f"ALIAS {record_set['AliasTarget']['DNSName']}"]
+        return [r["Value"] for r in record_set.get("ResourceRecords", [])]
+
+    def is_alias(self, sets: list[dict[str, Any]]) -> bool:
+        return any("AliasTarget" in s for s in sets)
+
+    def with_ttl(self, record_set: dict[str, Any], ttl: int) -> dict[str, Any]:
+        changed = copy.deepcopy(record_set)
+        changed["TTL"] = ttl
+        return changed
+
+    def retarget(self, before: list[dict[str, Any]], record: str, rtype: str, values: list[str],
+                 ttl: int | None) -> list[dict[str, Any]]:
+        """The one simple record set `values` make (an UPSERT keeps the rest of the record)."""
+        base = before[0] if before else {"Name": route53.fqdn(record), "Type": rtype}
+        keep = ttl or (base.get("TTL") if "TTL" in base else None) or 300
+        wanted = {k: v for k, v in copy.deepcopy(base).items() if k not in ("AliasTarget", "ResourceRecords", "TTL")}
+        wanted["TTL"] = int(keep)
+        wanted["ResourceRecords"] = [{"Value": v} for v in values]
+        return [wanted]
+
+    def describe(self, sets: list[dict[str, Any]], rtype: str) -> list[str]:
+        out = []
+        for s in sets:
+            label = f"{s['SetIdentifier']}: " if "SetIdentifier" in s else ""
+            weight = f" weight {s['Weight']}" if "Weight" in s else ""
+            out.append(f"{label}{', '.join(self.values(rtype, s))}{weight} ttl {_ttl_text(s.get('TTL'))}")
+        return out
+
+    def how(self, count: int) -> str:
+        return "one Route 53 change"
+
+    def submit(self, waiter: Any, changes: list[dict[str, Any]], *, timeout: float, comment: str) -> Applied:
+        submitted = waiter.clock.now()
+        info = route53.submit(self.target, changes, zone=self.zone_id, comment=comment)
+        change_id = info["Id"]
+        waiter.log(f"Route 53 change {change_id} submitted ({len(changes)} record set changes)")
+        if info.get("Status") == "INSYNC":  # already live: no poll needed
+            return Applied(submitted, waiter.clock.now() - submitted, change_id)
+        waited = route53.wait_insync(self.target, change_id, timeout=timeout, sleep=waiter.sleep,
+                                     now=waiter.clock.now, progress=lambda m: waiter.progress(0, None, m))
+        return Applied(submitted, waited, change_id)
+
+    def write(self, waiter: Any, current: list[dict[str, Any]], wanted: list[dict[str, Any]], *, timeout: float,
+              comment: str) -> Applied:
+        """Make the record exactly `wanted` in one atomic batch."""
+        changes = route53.restore_changes(current, wanted)
+        if not changes:
+            now = waiter.clock.now()
+            return Applied(now, 0.0, None)
+        return self.submit(waiter, changes, timeout=timeout, comment=comment)
+
+    restore = write
