@@ -106,6 +106,8 @@ class Zone(Protocol):
 
     def how(self, count: int) -> str: ...  # "one Route 53 change": said in rollback plans
 
+    def fmt_ttl(self, ttl: Any) -> str: ...  # "5m"; Cloudflare's 1 is "auto"
+
     def with_ttl(self, record_set: dict[str, Any], ttl: int) -> dict[str, Any]: ...
 
     def retarget(self, before: list[dict[str, Any]], record: str, rtype: str, values: list[str],

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from bot.platforms import dns as dnscheck
+from bot.platforms import errors
 from bot.platforms.capabilities import ZONE
 from bot.runbook.model import Duration
 from bot.steps import dns_records as dr
@@ -56,6 +57,11 @@ class DnsSetTtl(StepKind):
         if zone.is_alias(sets):
             raise PlanRefused(f"{inputs.record} {rtype} is a Route 53 alias record: its TTL is the alias target's "
                               "and cannot be set")
+        try:  # the provider's own TTL rules (Cloudflare: 1 = automatic, else 60-86400)
+            for s in sets:
+                zone.with_ttl(s, inputs.ttl)
+        except errors.InvalidRequest as exc:
+            raise PlanRefused(exc.message) from None
         old = zone.ttl(sets)
         now = ctx.clock.now()
         warnings = []
@@ -70,14 +76,14 @@ class DnsSetTtl(StepKind):
                 if effective > now else "in effect as soon as the change is live")
         changes = [Change(action="set", resource=f"{inputs.record} {rtype} {line.split(':')[0]}"
                           if zone.is_weighted(sets) else f"{inputs.record} {rtype}",
-                          before=dr.fmt_ttl(zone.ttl([s])), after=dr.fmt_ttl(inputs.ttl))
+                          before=zone.fmt_ttl(zone.ttl([s])), after=dr.fmt_ttl(inputs.ttl))
                    for s, line in zip(sets, zone.describe(sets, rtype))]
         return Plan(
-            summary=f"TTL of {inputs.record} {rtype}: {dr.fmt_ttl(old)} -> {dr.fmt_ttl(inputs.ttl)}, {when}",
+            summary=f"TTL of {inputs.record} {rtype}: {zone.fmt_ttl(old)} -> {zone.fmt_ttl(inputs.ttl)}, {when}",
             changes=changes, warnings=warnings,
             no_op=all(zone.ttl([s]) == inputs.ttl for s in sets),
             data={"before": sets, "old_ttl": old, "effective_at": effective},
-            table=[["record set", "ttl now", "ttl after"]] + [[line, dr.fmt_ttl(zone.ttl([s])), dr.fmt_ttl(inputs.ttl)]
+            table=[["record set", "ttl now", "ttl after"]] + [[line, zone.fmt_ttl(zone.ttl([s])), zone.fmt_ttl(inputs.ttl)]
                                                              for s, line in zip(sets, zone.describe(sets, rtype))],
         )
 

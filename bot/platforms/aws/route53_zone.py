@@ -64,6 +64,12 @@ class Route53Zone:
     def is_weighted(self, sets: list[dict[str, Any]]) -> bool:
         return any("Weight" in s for s in sets)
 
+    @staticmethod
+    def fmt_ttl(ttl: Any) -> str:
+        from bot.platforms.dns import fmt_ttl
+
+        return fmt_ttl(ttl)
+
     def same_records(self, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
         return a == b
 

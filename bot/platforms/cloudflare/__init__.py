@@ -88,6 +88,16 @@ def plain(model: Any) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_unset=True)
 
 
+def all_items(page: Any, per_page: int) -> list[dict[str, Any]]:
+    """Every item of a paged list, asking for the next page only when this one was full (the SDK's
+    own iteration always asks for one more, empty, page: a wasted call per read)."""
+    items = [plain(i) for i in (page.result or [])]
+    while len(page.result or []) >= per_page and page.has_next_page():
+        page = page.get_next_page()
+        items.extend(plain(i) for i in (page.result or []))
+    return items
+
+
 def zone_id(target: Any) -> str:
     """The zone's id: the target's `zone` when it is an id, else looked up by name."""
     name = target.zone.strip().rstrip(".").lower()
@@ -100,7 +110,7 @@ def find_zone(target: Any) -> dict[str, Any]:
     name = target.zone.strip().rstrip(".").lower()
     cf = client(target)
     with translate("zones.list", f"zone {name}"):
-        zones = [plain(z) for z in cf.zones.list(name=name)]
+        zones = all_items(cf.zones.list(name=name, per_page=50), 50)
     found = [z for z in zones if str(z.get("name", "")).lower() == name]
     if not found:
         raise errors.NotFound(PLATFORM, "zones.list", f"zone {name}", "no zone of that name is visible to the credentials")

@@ -32,7 +32,11 @@ AUTOMATIC = 1
 def _record(raw: Any) -> dict[str, Any]:
     """The fields a switch or a rollback needs, from a record as the API returns it."""
     data = cf.plain(raw)
-    return {k: data[k] for k in KEPT if data.get(k) is not None}
+    record = {k: data[k] for k in KEPT if data.get(k) is not None}
+    for k in ("ttl", "priority"):  # the SDK's models hold numbers as floats; the API means integers
+        if isinstance(record.get(k), float) and record[k].is_integer():
+            record[k] = int(record[k])
+    return record
 
 
 class CloudflareZone(UnweightedRecords):
@@ -70,9 +74,10 @@ class CloudflareZone(UnweightedRecords):
     def read(self, name: str, rtype: str) -> list[dict[str, Any]]:
         fq = name.strip().rstrip(".").lower()
         with cf.translate("dns.records.list", f"{fq} {rtype}"):
-            page = cf.client(self.target).dns.records.list(zone_id=self.ref, name={"exact": fq}, type=rtype,
+            # `name=` is the exact-match form in the contract (today's API also takes `name.exact=`).
+            page = cf.client(self.target).dns.records.list(zone_id=self.ref, name=fq, type=rtype,  # type: ignore[arg-type]
                                                            per_page=100)
-            records = [_record(r) for r in page]
+            records = [_record(r) for r in cf.all_items(page, 100)]
         return sorted(records, key=lambda r: r["id"])
 
     def ttl(self, sets: list[dict[str, Any]]) -> int | None:
@@ -81,6 +86,10 @@ class CloudflareZone(UnweightedRecords):
 
     def edge_answered(self, sets: list[dict[str, Any]]) -> bool:
         return bool(sets) and all(s.get("proxied") for s in sets)
+
+    @staticmethod
+    def fmt_ttl(ttl: Any) -> str:
+        return fmt_ttl(ttl)
 
     def same_records(self, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
         def key(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -136,7 +145,7 @@ class CloudflareZone(UnweightedRecords):
                           on_missing=lambda ids: errors.Conflict(cf.PLATFORM, "dns.records.edit", self.target.zone,
                                                                  f"Cloudflare records {ids} no longer exist; "
                                                                  "nothing was changed"))
-        waiter.log(f"Cloudflare: {len(done)} record(s) patched ({comment})")
+        waiter.log(f"Cloudflare: {done} record(s) patched ({comment})")
         return Applied(submitted, waiter.clock.now() - submitted, None)
 
     restore = write

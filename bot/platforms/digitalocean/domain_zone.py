@@ -37,6 +37,12 @@ class DigitalOceanZone(UnweightedRecords):
         ttls = [int(s["ttl"]) for s in sets if s.get("ttl") is not None]
         return max(ttls) if ttls else None
 
+    @staticmethod
+    def fmt_ttl(ttl: Any) -> str:
+        from bot.platforms.dns import fmt_ttl
+
+        return fmt_ttl(ttl)
+
     def same_records(self, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
         return a == b
 
