@@ -142,3 +142,47 @@ class Route53Zone:
         return self.submit(waiter, changes, timeout=timeout, comment=comment)
 
     restore = write
+
+
+class Route53Weights:
+    """The `TrafficSplitter` capability of a Route 53 weighted record family (one set per member).
+
+    Weights are Route 53's 0-255 integers; `traffic.shift` gives fractions, scaled here by 255's
+    nearest sensible total (100) so a 10 % stage reads as weights 90/10.
+    """
+
+    scale = 100
+
+    def __init__(self, target: Any, record: str | None = None, rtype: str = "A", **_: Any) -> None:
+        if not record:
+            raise ValueError("a Route 53 traffic shift needs `record:` (the weighted record's name)")
+        self.zone = Route53Zone(target)
+        self.record, self.rtype = record, rtype.upper()
+        self.label = f"Route 53 weighted {record} {self.rtype}"
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"sets": self.zone.read(self.record, self.rtype)}
+
+    def members(self, snapshot: dict[str, Any]) -> list[str]:
+        return [s["SetIdentifier"] for s in snapshot["sets"] if "Weight" in s]
+
+    def weights(self, snapshot: dict[str, Any]) -> dict[str, float]:
+        return {s["SetIdentifier"]: int(s["Weight"]) / self.scale for s in snapshot["sets"] if "Weight" in s}
+
+    def with_weights(self, snapshot: dict[str, Any], weights: Any) -> dict[str, Any]:
+        unknown = sorted(set(weights) - set(self.members(snapshot)))
+        if unknown:
+            raise KeyError(", ".join(unknown))
+        sets = [self.zone.with_weight(s, round(float(weights[s["SetIdentifier"]]) * self.scale))
+                if s.get("SetIdentifier") in weights else copy.deepcopy(s) for s in snapshot["sets"]]
+        return {"sets": sets}
+
+    def same(self, a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return a["sets"] == b["sets"]
+
+    def write(self, waiter: Any, current: dict[str, Any], wanted: dict[str, Any]) -> int:
+        self.zone.write(waiter, current["sets"], wanted["sets"], timeout=300, comment="runbook-bot traffic.shift")
+        return 1
+
+    def read_back(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        return self.snapshot()
