@@ -55,10 +55,13 @@ PLATFORMS: dict[str, dict[str, str]] = {
     "cloudflare": {
         "target": "bot.platforms.cloudflare.target:CloudflareTarget",
         cap.ZONE: "bot.platforms.cloudflare.zone:CloudflareZone",
+        cap.METRIC_SOURCE: "bot.platforms.cloudflare.analytics:EdgeAnalytics",
     },
     "cloudflare-lb": {
         "target": "bot.platforms.cloudflare.target:CloudflareLbTarget",
         cap.TRAFFIC_SPLITTER: "bot.platforms.cloudflare.lb:LoadBalancerWeights",
+        cap.METRIC_SOURCE: "bot.platforms.cloudflare.analytics:EdgeAnalytics",
+        cap.HEALTH: "bot.platforms.cloudflare.lb:PoolHealth",
     },
 }
 

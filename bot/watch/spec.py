@@ -150,6 +150,7 @@ class Sources(BaseModel):
     app: str | None = Field(None, description="name of a `do-app` target (log volume from its archives)")
     do_lb: str | None = Field(None, description="DigitalOcean load balancer id (frontend response metrics)")
     log_file: str | None = Field(None, description="a local log file whose new lines are counted")
+    edge: str | None = Field(None, description="name of a target with edge metrics (a cloudflare zone: GraphQL analytics)")
     probe: ProbeSource | str | None = None
     caller_log: CallerLogSource | None = None
     baseline: BaselineSource | None = None

@@ -24,6 +24,7 @@ from bot.platforms import errors
 PLATFORM = "cloudflare"
 DEFAULT_URL = "https://api.cloudflare.com/client/v4"
 _clients: dict[tuple[str, str, str], Any] = {}
+_zone_ids: dict[tuple[str, str], str] = {}
 
 
 def _credentials() -> dict[str, str]:
@@ -103,7 +104,10 @@ def zone_id(target: Any) -> str:
     name = target.zone.strip().rstrip(".").lower()
     if len(name) == 32 and all(c in "0123456789abcdef" for c in name):
         return name
-    return find_zone(target)["id"]
+    key = (str(getattr(target, "api_url", None) or config.get("CLOUDFLARE_API_URL") or DEFAULT_URL), name)
+    if key not in _zone_ids:  # a zone's id never changes: a watch ticking for a day looks it up once
+        _zone_ids[key] = find_zone(target)["id"]
+    return _zone_ids[key]
 
 
 def find_zone(target: Any) -> dict[str, Any]:

@@ -177,16 +177,24 @@ class LoadBalancerWeights:
 
 
 class PoolHealth:
-    """Health of the pools behind a load balancer (`GET .../pools/{id}/health`), for the watch."""
+    """The `Health` capability of a load balancer: every default pool healthy at every PoP."""
 
     def __init__(self, target: Any) -> None:
         self.target = target
 
-    def health(self, pool_ids: list[str]) -> dict[str, bool]:
+    def pools(self) -> dict[str, bool]:
+        lb = LoadBalancerWeights(self.target)
+        snap = lb.snapshot()
         out = {}
-        for pid in pool_ids:
+        for pid in snap["steering"].get("default_pools") or []:
             with cf.translate("load_balancers.pools.health.get", f"pool {pid}"):
-                data = cf.plain(cf.client(self.target).load_balancers.pools.health.get(pid, account_id=self.target.account))
-            pops = (data.get("pop_health") or {}).values()
-            out[pid] = all(bool(p.get("healthy")) for p in pops) if pops else False
+                data = cf.plain(cf.client(self.target).load_balancers.pools.health.get(
+                    pid, account_id=self.target.account))
+            pops = list((data.get("pop_health") or {}).values())
+            out[snap["names"].get(pid, pid)] = bool(pops) and all(bool(p.get("healthy")) for p in pops)
         return out
+
+    def health(self) -> tuple[bool, str]:
+        pools = self.pools()
+        bad = sorted(name for name, ok in pools.items() if not ok)
+        return not bad, (f"unhealthy pools: {', '.join(bad)}" if bad else f"{len(pools)} pool(s) healthy")
