@@ -160,7 +160,8 @@ class TrafficShift(StepKind):
             restore_calls = splitter.write(ctx, current, last_good)
             restored = splitter.read_back(last_good)
             took = ctx.clock.now() - detected
-            entry.update(breach=breach, restore_calls=restore_calls + 1, restored_seconds=round(took, 3))
+            entry.update(breach=breach, restore_calls=restore_calls + 1, restored_seconds=round(took, 3),
+                         detected_at=detected, restored_at=ctx.clock.now())
             back = _fmt(splitter.weights(restored))
             ctx.log(f"ALERT traffic.shift: breach at stage {pct}% ({breach}); {splitter.label} back to {back} "
                     f"in {took:.1f}s")
