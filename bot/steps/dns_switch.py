@@ -405,3 +405,18 @@ def _weighted_stages(zone: Any, inputs: Any, before: list[dict[str, Any]], rtype
     total = inputs.weights[to_id]
     return [with_weights({to_id: round(total * pct / 100), from_id: round(total * (100 - pct) / 100)})
             for pct in inputs.stages]
+
+
+# -- lint: one way to shift traffic ------------------------------------------------------------------
+
+def lint_staged_switch(runbook_model: Any) -> list[str]:
+    """`dns.switch` with `stages:` still runs (old runbooks keep working); new ones use traffic.shift."""
+    return [f"step {s.id}: dns.switch with `stages:` is the old way to shift traffic gradually; use traffic.shift "
+            "(target: the zone, record:, from:, to:, stages:, soak:, watch:), which gates each stage on watch "
+            "signals and restores the last good stage on a breach"
+            for s in runbook_model.steps if s.kind == "dns.switch" and (getattr(s, "with_", None) or {}).get("stages")]
+
+
+from bot.runbook.load import lint_rule  # noqa: E402  (after the definition it registers)
+
+lint_rule(lint_staged_switch)
