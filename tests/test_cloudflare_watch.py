@@ -91,3 +91,19 @@ def test_pool_health_reads_every_default_pool(cloudflare_api):
     cloudflare_api.pool_health[ecs] = True
     assert registry.adapter(target, "Health").health() == (True, "2 pool(s) healthy")
     assert json.dumps(cloudflare_api.violations) == "[]"
+
+
+def test_pool_health_as_a_watch_signal_breaches_on_an_unhealthy_pool(cloudflare_api):
+    zid = cloudflare_api.add_zone("example.com")
+    heroku = cloudflare_api.add_pool("heroku", [("h", "api.herokudns.com", 1)])
+    ecs = cloudflare_api.add_pool("ecs", [("a", "alb.example.net", 1)])
+    cloudflare_api.add_load_balancer(zid, "api.example.com", [heroku, ecs], heroku)
+    targets = {"lb": CloudflareLbTarget(zone="example.com", load_balancer="api.example.com", account="e" * 32,
+                                        api_url=cloudflare_api.url)}
+    spec = WatchSpec.model_validate({"every": 60, "delay": 0, "signals": [{"name": "pool_health", "edge": "lb"}]})
+    signals = build_signals(spec, targets)
+    window = Window(start=1_800_000_000, end=1_800_000_060, every=60)
+    assert collect_tick(signals, window, watch_started=0, baselines=None, carry={}).readings[0].state == "ok"
+    cloudflare_api.pool_health[ecs] = False
+    reading = collect_tick(signals, window, watch_started=0, baselines=None, carry={}).readings[0]
+    assert reading.state == "breach" and reading.detail == "unhealthy: ecs"

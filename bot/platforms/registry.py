@@ -33,13 +33,6 @@ PLATFORMS: dict[str, dict[str, str]] = {
     },
     "aws-s3": {cap.OBJECT_STORE: "bot.platforms.aws.s3:S3Store"},
     "aws-alb": {},  # watch signals only (bot.watch reads CloudWatch through bot.platforms.aws.cloudwatch)
-    "aws-beanstalk": {
-        "target": "bot.platforms.aws.beanstalk:BeanstalkTarget",
-        cap.ENV_SOURCE: "bot.platforms.aws.beanstalk:BeanstalkEnv",
-        cap.ENV_SINK: "bot.platforms.aws.beanstalk:BeanstalkEnv",
-        cap.SCALER: "bot.platforms.aws.beanstalk:BeanstalkScaler",
-        cap.HEALTH: "bot.platforms.aws.beanstalk:BeanstalkHealth",
-    },
     "do-app": {
         cap.SCALER: "bot.platforms.digitalocean.app_scaling:AppScaler",
         cap.ENV_SOURCE: "bot.platforms.digitalocean.apps:AppEnv",
@@ -54,6 +47,13 @@ PLATFORMS: dict[str, dict[str, str]] = {
         cap.ENV_SOURCE: "bot.platforms.heroku.config_vars:HerokuEnv",
         cap.ENV_SINK: "bot.platforms.heroku.config_vars:HerokuEnv",
         cap.MAINTENANCE: "bot.platforms.heroku.maintenance:HerokuMaintenance",
+    },
+    "aws-beanstalk": {
+        "target": "bot.platforms.aws.beanstalk:BeanstalkTarget",
+        cap.ENV_SOURCE: "bot.platforms.aws.beanstalk:BeanstalkEnv",
+        cap.ENV_SINK: "bot.platforms.aws.beanstalk:BeanstalkEnv",
+        cap.SCALER: "bot.platforms.aws.beanstalk:BeanstalkScaler",
+        cap.HEALTH: "bot.platforms.aws.beanstalk:BeanstalkHealth",
     },
     "fly": {cap.ENV_SOURCE: "bot.platforms.fly:FlyEnv"},
     "file": {cap.ENV_SOURCE: "bot.platforms.envfile_source:FileEnv"},

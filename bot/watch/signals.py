@@ -479,8 +479,44 @@ class CallerLog(Signal):
         return state, f"> {over:g}", detail
 
 
+class PoolHealth(Signal):
+    """Unhealthy pools behind a load balancer (`edge:` a target with `Health`, e.g. cloudflare-lb)."""
+
+    name = "pool_health"
+    unit_text = "unhealthy"
+    source_fields = ("edge",)
+
+    def _health(self) -> Any:
+        from bot.platforms import registry
+        from bot.platforms.capabilities import HEALTH
+
+        name = self.spec.edge
+        target = self.targets.get(name) if name else None
+        if target is None or not registry.supports(target.platform, HEALTH):
+            raise SignalConfigError(f"{self.key}: needs `edge:` naming a target with a health verdict "
+                                    f"({', '.join(registry.platforms_with(HEALTH))})")
+        return registry.adapter(target, HEALTH)
+
+    def check(self) -> None:
+        self._health()
+
+    def read(self, window, carry):
+        health = self._health()
+        pools = health.pools() if hasattr(health, "pools") else {}
+        if pools:
+            bad = sorted(n for n, ok in pools.items() if not ok)
+            return float(len(bad)), {"unhealthy": bad, "pools": len(pools)}
+        ok, why = health.health()
+        return (0.0 if ok else 1.0), {"unhealthy": [] if ok else [why], "pools": 1}
+
+    def judge(self, value, baseline, data, window):
+        detail = (f"unhealthy: {', '.join(data['unhealthy'])}" if data.get("unhealthy")
+                  else f"{data.get('pools', 0)} pool(s) healthy")
+        return ("breach" if value else "ok"), "> 0 unhealthy", detail
+
+
 SIGNAL_CLASSES: dict[str, type[Signal]] = {
-    cls.name: cls for cls in (Edge504Rate, Edge5xxRate, LogVolume, ThroughputFloor, Probe, CallerLog)
+    cls.name: cls for cls in (Edge504Rate, Edge5xxRate, LogVolume, ThroughputFloor, Probe, CallerLog, PoolHealth)
 }
 
 

@@ -35,7 +35,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-SIGNAL_NAMES = ("log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log")
+SIGNAL_NAMES = ("log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log",
+                "pool_health")
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?"
                        r"\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
@@ -159,7 +160,8 @@ class Sources(BaseModel):
 class SignalSpec(Sources):
     """One signal with its sources and thresholds (unset fields inherit the spec's sources)."""
 
-    name: Literal["log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log"]
+    name: Literal["log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log",
+                  "pool_health"]
     label: str | None = None
     over: Percent | None = None
     warn_over: Percent | None = None
