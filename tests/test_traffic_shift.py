@@ -172,3 +172,29 @@ def test_the_same_kind_drives_route53_weighted_records(aws):
     assert [s["weights"] for s in result.details["stages"]][0] == {"ecs": 0.1, "heroku": 0.9}
     kind.rollback(ctx, inputs, result)
     assert json.dumps(r53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"], sort_keys=True) == before
+
+
+def test_an_api_failure_mid_shift_puts_the_original_back_and_fails_the_step(lb):
+    from bot.steps.base import StepError
+
+    api, state, target, heroku, ecs = lb
+    original = copy.deepcopy(state())
+    patches = {"n": 0}
+    route = api.route
+
+    def failing(op, query, body):
+        if op.method == "PATCH":
+            patches["n"] += 1
+            if patches["n"] == 3:  # stage three's PATCH
+                return 503, {"success": False, "errors": [{"code": 1, "message": "overloaded"}], "messages": [],
+                             "result": None}
+        return route(op, query, body)
+
+    api.route = failing
+    ctx = step_context({"lb": target})
+    kind = get_kind("traffic.shift")
+    inputs = kind.Inputs.model_validate({"target": "lb", "from": "heroku", "to": "ecs", "soak": 0})
+    with pytest.raises(StepError, match="stage 50% failed: .*overloaded.*put back exactly as before"):
+        kind.apply(ctx, inputs, kind.plan(ctx, inputs))
+    for key in ("steering_policy", "default_pools", "fallback_pool", "random_steering"):
+        assert state()[key] == original[key], key

@@ -139,8 +139,12 @@ class TrafficShift(StepKind):
             ctx.check_cancelled()
             pct = inputs.stages[index]
             wanted = splitter.with_weights(before, weights)
-            calls = splitter.write(ctx, current, wanted)
-            live = splitter.read_back(wanted)
+            try:
+                calls = splitter.write(ctx, current, wanted)
+                live = splitter.read_back(wanted)
+            except errors.PlatformError as exc:
+                self._put_back(ctx, splitter, before, f"stage {pct}% failed: {exc}")
+                raise  # _put_back raised; never reached
             calls += 1
             if not splitter.same(live, wanted):
                 raise StepError(f"{splitter.label}: stage {pct}% was written but reads back as "
@@ -173,6 +177,19 @@ class TrafficShift(StepKind):
         return Result(summary=f"{splitter.label}: {_fmt(plan.data['stages'][-1])} after {len(stage_log)} stage(s)",
                       outputs={"last_stage": inputs.stages[-1], "breached": False},
                       undo={"before": before, "after": current}, details={"stages": stage_log})
+
+    def _put_back(self, ctx: Any, splitter: Any, before: dict[str, Any], why: str) -> None:
+        """A failed stage leaves no result to roll back from, so undo it here before failing."""
+        try:
+            splitter.write(ctx, splitter.snapshot(), before)
+            restored = splitter.same(splitter.read_back(before), before)
+        except errors.PlatformError as again:
+            raise StepError(f"{why}. Putting the state before the step back failed too ({again}): "
+                            f"{splitter.label} may be at any stage; restore {_fmt(splitter.weights(before))} "
+                            "by hand") from None
+        state = "put back exactly as before the step" if restored else "written back, but reads differently"
+        ctx.log(f"ALERT traffic.shift: {why}; {splitter.label} {state}")
+        raise StepError(f"{why}. {splitter.label} was {state} ({_fmt(splitter.weights(before))}).")
 
     def _signals(self, ctx: Any, inputs: Any) -> list[Any]:
         if inputs.watch is None:
