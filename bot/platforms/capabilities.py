@@ -120,6 +120,22 @@ class Zone(Protocol):
                 timeout: float, comment: str) -> Applied: ...
 
 
+class AnsweredByNameServers:
+    """Mixin for zones whose records the name servers answer as stored (no edge in front)."""
+
+    @staticmethod
+    def fmt_ttl(ttl: Any) -> str:
+        from bot.platforms.dns import fmt_ttl
+
+        return fmt_ttl(ttl)
+
+    def same_records(self, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+        return a == b
+
+    def edge_answered(self, sets: list[dict[str, Any]]) -> bool:
+        return False
+
+
 class UnweightedRecords:
     """Mixin for zones with one record per value and no weighted routing (DigitalOcean, Cloudflare)."""
 

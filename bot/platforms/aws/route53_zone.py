@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 from bot.platforms.aws import route53
-from bot.platforms.capabilities import Applied
+from bot.platforms.capabilities import AnsweredByNameServers, Applied
 
 
 def _ttl_text(seconds: Any) -> str:
@@ -23,7 +23,7 @@ def _ttl_text(seconds: Any) -> str:
     return fmt_ttl(seconds)
 
 
-class Route53Zone:
+class Route53Zone(AnsweredByNameServers):
     provider = "route53"
     product = "Route 53"
     weighted_supported = True
@@ -63,18 +63,6 @@ class Route53Zone:
 
     def is_weighted(self, sets: list[dict[str, Any]]) -> bool:
         return any("Weight" in s for s in sets)
-
-    @staticmethod
-    def fmt_ttl(ttl: Any) -> str:
-        from bot.platforms.dns import fmt_ttl
-
-        return fmt_ttl(ttl)
-
-    def same_records(self, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
-        return a == b
-
-    def edge_answered(self, sets: list[dict[str, Any]]) -> bool:
-        return False  # Route 53's name servers answer every record themselves
 
     def set_id(self, record_set: dict[str, Any]) -> str | None:
         return record_set.get("SetIdentifier")

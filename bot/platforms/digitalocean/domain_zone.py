@@ -11,11 +11,11 @@ import copy
 from typing import Any
 
 from bot.platforms import errors
-from bot.platforms.capabilities import Applied, UnweightedRecords, patch_each
+from bot.platforms.capabilities import AnsweredByNameServers, Applied, UnweightedRecords, patch_each
 from bot.platforms.digitalocean import PLATFORM, domains
 
 
-class DigitalOceanZone(UnweightedRecords):
+class DigitalOceanZone(AnsweredByNameServers, UnweightedRecords):
     provider = "digitalocean"
     product = "DigitalOcean"
     ref = None
@@ -36,18 +36,6 @@ class DigitalOceanZone(UnweightedRecords):
     def ttl(self, sets: list[dict[str, Any]]) -> int | None:
         ttls = [int(s["ttl"]) for s in sets if s.get("ttl") is not None]
         return max(ttls) if ttls else None
-
-    @staticmethod
-    def fmt_ttl(ttl: Any) -> str:
-        from bot.platforms.dns import fmt_ttl
-
-        return fmt_ttl(ttl)
-
-    def same_records(self, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
-        return a == b
-
-    def edge_answered(self, sets: list[dict[str, Any]]) -> bool:
-        return False
 
     def values(self, rtype: str, record_set: dict[str, Any]) -> list[str]:
         return [str(record_set["data"])]
