@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from bot.platforms import errors, registry
 from bot.platforms.capabilities import TRAFFIC_SPLITTER
@@ -70,7 +70,10 @@ class TrafficShift(StepKind):
         stages: list[int] = Field(default_factory=lambda: [10, 25, 50, 100],
                                   description="Percent on `to` after each stage (increasing, ending at 100)")
         soak: Duration = Field(600, description="Gate between stages: time with no watch breach")
-        watch: WatchSpec | None = Field(None, description="Signals the gate ticks (as watch.start's `with:`)")
+        # The schema shows an object: inlining the whole WatchSpec (with template alternatives at every
+        # level) multiplies the schema's size; the loader still validates it as a WatchSpec.
+        watch: Annotated[WatchSpec | None, WithJsonSchema({"type": ["object", "null"], "description":
+                         "Signals the gate ticks: the same block as watch.start's `with:`"})] = None
         pool: str | None = Field(None, description="Cloudflare: shift origins inside this pool, not pools")
         record: str | None = Field(None, description="Route 53: the weighted record's name")
         type: str = Field("A", description="Route 53: record type")
