@@ -289,6 +289,11 @@ class SlackService:
     def _decide(self, action: Callable[..., Any], *, user: str, channel: str | None, run_id: str, step_key: str,
                 response_url: str | None, **kwargs: Any) -> Any:
         where = {"user": user, "channel": channel, "response_url": response_url}
+        if not isinstance(run_id, str) or not isinstance(step_key, str) or not run_id:
+            log.warning("a click or form named no run (%r, %r); nothing decided", run_id, step_key)
+            self._say("That button or form names no run (the message may be damaged); nothing was recorded.",
+                      **where)
+            return None
         try:
             decision = action(run_id, step_key, user=user, front_end=FRONT_END, **kwargs)
         except DirectoryUnavailable as exc:
@@ -308,7 +313,10 @@ class SlackService:
 
     def confirm_text(self, run_id: str, step_key: str) -> tuple[Any, Any, str | None]:
         """The run, the step and the text its approver must type (None: no confirmation needed)."""
-        run = self.runner.view(run_id)
+        try:
+            run = self.runner.view(run_id)
+        except KeyError:  # a modal or button for a run this store does not have: the engine will say so
+            return None, None, None
         step = next((s for s in run.steps if s.key == step_key), None)
         policy = (step.approval_policy or {}) if step else {}
         return run, step, policy.get("confirm_text")
