@@ -236,3 +236,15 @@ def wait_until(servers: list[Server], name: str, rdtype: str, accepted: list[Ite
             if elapsed >= timeout:
                 return Convergence(False, elapsed, list(reports.values()))
             sleep(min(interval, max(0.0, timeout - elapsed)))
+
+
+def fmt_ttl(seconds: float | None) -> str:
+    """300 -> "5m", 86400 -> "24h", 45 -> "45s", None -> "n/a"."""
+    if seconds is None:
+        return "n/a"
+    seconds = int(seconds)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"

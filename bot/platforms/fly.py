@@ -93,3 +93,13 @@ def read_env(target: Any, api: Api | None = None) -> SourceEnv:
         # Fly injects secrets over config.env of the same name.
         env.values[name] = EnvValue(name, None, secret=True, origin="fly secret (digest only)")
     return env
+
+
+class FlyEnv:
+    """`EnvSource` of a Fly app (secrets are compared by presence: their values cannot be read)."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def read(self) -> SourceEnv:
+        return read_env(self.target)

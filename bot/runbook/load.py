@@ -190,9 +190,11 @@ def _check_target_refs(col: _Collector, base: Path_, model: BaseModel, targets: 
                     hint = f"; did you mean {', '.join(close)}?" if close else \
                         f"; targets are: {', '.join(targets) or 'none'}"
                     col.add(item_path, f"unknown target {ref_name!r}{hint}")
-                elif ref.platforms and targets[ref_name].platform not in ref.platforms:
+                elif ref.allowed() and targets[ref_name].platform not in ref.allowed():
+                    need = f" (platforms with {ref.capability if isinstance(ref.capability, str) else ' or '.join(ref.capability)})" \
+                        if ref.capability else ""
                     col.add(item_path, f"target {ref_name!r} is {targets[ref_name].platform}; this field takes "
-                                       f"{', '.join(ref.platforms)}")
+                                       f"{', '.join(ref.allowed())}{need}")
         elif isinstance(value, BaseModel):
             _check_target_refs(col, path, value, targets, templated)
         elif isinstance(value, list):

@@ -14,30 +14,11 @@ runs cannot act on the same service at once.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class TargetBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    platform: str
-    # Fields that identify the environment (the rest, like an endpoint override, do not).
-    identity_fields: ClassVar[tuple[str, ...]] = ()
-
-    def lock_key(self) -> str:
-        fields = self.identity_fields or tuple(f for f in type(self).model_fields if f != "platform")
-        ident = {f: getattr(self, f) for f in fields}
-        return f"{self.platform}:" + json.dumps(ident, sort_keys=True, default=str)
-
-
-class AwsTargetMixin(BaseModel):
-    region: str = "us-east-1"
-    role_arn: str | None = Field(None, description="Role to assume for this target (optional)")
-    endpoint_url: str | None = Field(None, description="Override the AWS endpoint (tests, LocalStack)")
-    profile: str | None = None
+from bot.platforms.target_base import AwsTargetMixin, TargetBase  # noqa: F401  (re-exported)
 
 
 class AwsEcsTarget(TargetBase, AwsTargetMixin):
@@ -160,6 +141,17 @@ TARGETS: dict[str, type[TargetBase]] = {
     "file": FileTarget,
     "http": HttpTarget,
 }
+
+
+def _platform_package_targets() -> None:
+    """Target models that live in their platform's package (`bot.platforms.registry`)."""
+    from bot.platforms import registry
+
+    for name, model in registry.target_models().items():
+        TARGETS.setdefault(name, model)
+
+
+_platform_package_targets()
 
 
 def register_target(name: str, model: type[TargetBase]) -> None:

@@ -29,12 +29,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from bot import secrets
-from bot.platforms import heroku
-from bot.platforms.digitalocean import app_flag, app_scaling
-from bot.platforms.heroku import maintenance as heroku_maintenance
+from bot.platforms import registry
+from bot.platforms.capabilities import ENV_SINK, MAINTENANCE, SCALER
 from bot.runbook.model import Duration
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepKind, TargetRef, Verification, register
-from bot.steps.service_scale import SCALE_PLATFORMS, Scaler
+from bot.steps.service_scale import scaler_for
 
 Mode = Literal["auto", "platform", "env", "process"]
 
@@ -46,13 +45,13 @@ class AppMaintenance(StepKind):
     idempotent = True
 
     class Inputs(BaseModel, extra="forbid"):
-        target: Annotated[str, TargetRef(platforms=SCALE_PLATFORMS)] = Field(description="The app")
+        target: Annotated[str, TargetRef(capability=(MAINTENANCE, SCALER))] = Field(description="The app")
         # Not `on`: YAML 1.1 reads an unquoted `on:` key as the boolean true.
         enabled: bool = Field(True, description="true: maintenance on; false: off")
         mode: Mode = "auto"
         env_var: str = Field("MAINTENANCE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
         env_value: str = "1"
-        process_target: Annotated[str | None, TargetRef(platforms=SCALE_PLATFORMS)] = Field(
+        process_target: Annotated[str | None, TargetRef(capability=SCALER)] = Field(
             None, description="mode process: the service serving the maintenance page (default: target)")
         process_type: str = Field("maintenance", description="mode process on Heroku: the formation to scale")
         process_count: int = Field(1, ge=1, description="mode process: instances while maintenance is on")
@@ -65,51 +64,41 @@ class AppMaintenance(StepKind):
     # -- the three switches -------------------------------------------------------------------------
 
     def _mode(self, ctx: Any, inputs: Any) -> str:
-        platform = ctx.target(inputs.target).platform
+        target = ctx.target(inputs.target)
+        platform = target.platform
+        own = registry.adapter(target, MAINTENANCE).modes if registry.supports(platform, MAINTENANCE) else ()
         mode = inputs.mode
         if mode == "auto":
-            mode = {"heroku": "platform", "do-app": "env"}.get(platform, "process")
-        if mode == "platform" and platform != "heroku":
+            mode = own[0] if own else "process"
+        if mode == "platform" and "platform" not in own:
             raise PlanRefused(f"{platform} has no maintenance mode of its own: use `mode: env` (App Platform) or "
                               "`mode: process` with a service that serves the maintenance page")
-        if mode == "env" and platform not in ("heroku", "do-app"):
-            raise PlanRefused(f"setting {inputs.env_var} on {platform} means a new task definition (a deploy): use "
+        if mode == "env" and "env" not in own:
+            how = registry.adapter(target, ENV_SINK).how if registry.supports(platform, ENV_SINK) else "a deploy"
+            raise PlanRefused(f"setting {inputs.env_var} on {platform} means {how} (a deploy): use "
                               "`mode: process` with a `process_target` that serves the maintenance page")
-        if mode == "process" and platform == "aws-ecs" and not inputs.process_target:
-            raise PlanRefused("ECS has no maintenance switch: give `process_target`, a service that serves the "
-                              "maintenance page, to scale up")
+        if mode == "process" and not own and not inputs.process_target:
+            raise PlanRefused(f"{scaler_for(target).product} has no maintenance switch: give `process_target`, a service that serves "
+                              "the maintenance page, to scale up")
         return mode
 
     def _read(self, ctx: Any, inputs: Any, mode: str) -> Any:
         """The current state: a bool (platform), a fingerprint or None (env), a count (process)."""
-        target = ctx.target(inputs.target)
-        if mode == "platform":
-            return heroku_maintenance.is_on(heroku.Api(), target.app)
-        if mode == "env":
-            if target.platform == "heroku":
-                is_set, fp = heroku_maintenance.config_var_is_set(heroku.Api(), target.app, inputs.env_var)
-                return fp if is_set else None
-            found = app_flag.state(app_scaling.get_app(target.app), inputs.env_var)
-            return None if found is None else found[1]
-        return self._scaler(ctx, inputs).count()
+        if mode == "process":
+            return self._scaler(ctx, inputs).count()
+        return registry.adapter(ctx.target(inputs.target), MAINTENANCE).read(mode, inputs.env_var)
 
     def _write(self, ctx: Any, inputs: Any, mode: str, state: Any) -> None:
-        target = ctx.target(inputs.target)
-        if mode == "platform":
-            heroku_maintenance.set(heroku.Api(), target.app, bool(state))
-        elif mode == "env":
-            value = inputs.env_value if state else None
-            if target.platform == "heroku":
-                heroku_maintenance.set_config_var(heroku.Api(), target.app, inputs.env_var, value)
-            else:
-                app_flag.set_flag(app_scaling.get_app(target.app), inputs.env_var, value)
-        else:
+        if mode == "process":
             scaler = self._scaler(ctx, inputs)
             scaler.set(int(state))
             scaler.wait_healthy(ctx, int(state), inputs.timeout)
+            return
+        registry.adapter(ctx.target(inputs.target), MAINTENANCE).write(mode, inputs.env_var, bool(state),
+                                                                        inputs.env_value)
 
-    def _scaler(self, ctx: Any, inputs: Any) -> Scaler:
-        return Scaler(ctx.target(inputs.process_target or inputs.target), inputs.process_type)
+    def _scaler(self, ctx: Any, inputs: Any) -> Any:
+        return scaler_for(ctx.target(inputs.process_target or inputs.target), inputs.process_type)
 
     def _wanted(self, inputs: Any, mode: str) -> Any:
         if mode == "platform":

@@ -52,14 +52,27 @@ class TargetRef:
     """Marks an `Inputs` field whose value names a runbook target; the loader checks it exists.
 
         class Inputs(BaseModel, extra="forbid"):
-            target: Annotated[str, TargetRef(platforms=("aws-ecs", "do-app", "heroku"))]
+            target: Annotated[str, TargetRef(capability="Scaler")]
             platforms: Annotated[list[str], TargetRef()]
+            zone: Annotated[str, TargetRef(capability="Zone")]          # any platform with a Zone
 
+    `capability` (one name, or a tuple meaning any of them) is the usual form: the allowed
+    platforms come from `bot.platforms.registry`, so a new cloud needs no change here.
     `allow_attribute=True` accepts `name.attribute` (e.g. `old.database`) and checks the name part.
     """
 
     platforms: tuple[str, ...] = ()
     allow_attribute: bool = False
+    capability: str | tuple[str, ...] = ()
+
+    def allowed(self) -> tuple[str, ...]:
+        """The platforms this field takes (empty: any)."""
+        if self.capability:
+            from bot.platforms import registry
+
+            names = (self.capability,) if isinstance(self.capability, str) else self.capability
+            return registry.platforms_with(*names)
+        return self.platforms
 
 
 class StepError(Exception):

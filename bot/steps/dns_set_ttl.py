@@ -13,17 +13,17 @@ rollback puts back the exact record sets read before.
 
 from __future__ import annotations
 
-import copy
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from bot.platforms import dns as dnscheck
+from bot.platforms import errors
+from bot.platforms.capabilities import ZONE
 from bot.runbook.model import Duration
 from bot.steps import dns_records as dr
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepKind, TargetRef, Verification, register
 
-ZONE_PLATFORMS = ("aws-route53", "do-domain")
 
 
 @register
@@ -33,11 +33,11 @@ class DnsSetTtl(StepKind):
     idempotent = True
 
     class Inputs(BaseModel, extra="forbid"):
-        zone: Annotated[str, TargetRef(platforms=ZONE_PLATFORMS)] = Field(
-            description="Target holding the record (aws-route53 or do-domain)")
+        zone: Annotated[str, TargetRef(capability=ZONE)] = Field(
+            description="Target holding the record (a platform with a Zone: aws-route53, do-domain, cloudflare)")
         record: str = Field(description="Fully qualified record name, e.g. api.example.com")
         type: str = Field("A", description="Record type")
-        ttl: int = Field(ge=1, le=604800, description="The new TTL in seconds")
+        ttl: int = Field(ge=1, le=604800, description="The new TTL in seconds (Cloudflare: 1 means automatic)")
         change_timeout: Duration = Field(300, description="How long to wait for Route 53 to report INSYNC")
         nameservers: list[str] = Field(default_factory=list,
                                        description="ip:port of the servers to verify against (default: the zone's NS set)")
@@ -54,11 +54,21 @@ class DnsSetTtl(StepKind):
         sets = zone.read(inputs.record, rtype)
         if not sets:
             raise PlanRefused(f"{inputs.record} {rtype} does not exist in zone {zone.zone_name}: nothing to set a TTL on")
-        if any("AliasTarget" in s for s in sets):
+        if zone.is_alias(sets):
             raise PlanRefused(f"{inputs.record} {rtype} is a Route 53 alias record: its TTL is the alias target's "
                               "and cannot be set")
+        try:  # the provider's own TTL rules (Cloudflare: 1 = automatic, else 60-86400)
+            for s in sets:
+                zone.with_ttl(s, inputs.ttl)
+        except errors.InvalidRequest as exc:
+            raise PlanRefused(exc.message) from None
         old = zone.ttl(sets)
         now = ctx.clock.now()
+        warnings = []
+        if zone.edge_answered(sets):
+            warnings.append(f"{inputs.record} {rtype} is proxied: {zone.provider}'s edge answers it with its own "
+                            "short TTL, so this TTL applies only once the record is unproxied; verify reads the "
+                            "record back from the API")
         # Lowering: caches that fetched just before the change keep the old TTL. Raising: new
         # fetches get the longer TTL at once; the short one already cached expires by itself.
         effective = now + (old or 0) if old is not None and inputs.ttl < old else now
@@ -66,14 +76,14 @@ class DnsSetTtl(StepKind):
                 if effective > now else "in effect as soon as the change is live")
         changes = [Change(action="set", resource=f"{inputs.record} {rtype} {line.split(':')[0]}"
                           if zone.is_weighted(sets) else f"{inputs.record} {rtype}",
-                          before=dr.fmt_ttl(zone.ttl([s])), after=dr.fmt_ttl(inputs.ttl))
+                          before=zone.fmt_ttl(zone.ttl([s])), after=dr.fmt_ttl(inputs.ttl))
                    for s, line in zip(sets, zone.describe(sets, rtype))]
         return Plan(
-            summary=f"TTL of {inputs.record} {rtype}: {dr.fmt_ttl(old)} -> {dr.fmt_ttl(inputs.ttl)}, {when}",
-            changes=changes,
+            summary=f"TTL of {inputs.record} {rtype}: {zone.fmt_ttl(old)} -> {zone.fmt_ttl(inputs.ttl)}, {when}",
+            changes=changes, warnings=warnings,
             no_op=all(zone.ttl([s]) == inputs.ttl for s in sets),
             data={"before": sets, "old_ttl": old, "effective_at": effective},
-            table=[["record set", "ttl now", "ttl after"]] + [[line, dr.fmt_ttl(zone.ttl([s])), dr.fmt_ttl(inputs.ttl)]
+            table=[["record set", "ttl now", "ttl after"]] + [[line, zone.fmt_ttl(zone.ttl([s])), zone.fmt_ttl(inputs.ttl)]
                                                              for s, line in zip(sets, zone.describe(sets, rtype))],
         )
 
@@ -83,7 +93,7 @@ class DnsSetTtl(StepKind):
         current = zone.read(inputs.record, rtype)
         if current != plan.data["before"]:
             raise PlanRefused(f"{inputs.record} {rtype} changed since the plan was made; plan the step again")
-        wanted = [_with_ttl(zone, s, inputs.ttl) for s in current]
+        wanted = [zone.with_ttl(s, inputs.ttl) for s in current]
         applied = zone.write(ctx, current, wanted, timeout=inputs.change_timeout,
                              comment=f"runbook-bot {ctx.run_id}/{ctx.step_id}: TTL {inputs.ttl}")
         old = plan.data["old_ttl"]
@@ -110,8 +120,13 @@ class DnsSetTtl(StepKind):
                zone_id: str | None) -> Verification:
         zone = dr.zone_for(ctx.target(inputs.zone), zone_id)
         rtype = inputs.type.upper()
+        if zone.edge_answered(sets):
+            ok, current, took = dr.read_back(ctx, zone, inputs.record, rtype, sets, timeout=inputs.verify_timeout)
+            return Verification(ok=ok, summary=(f"the {zone.provider} API reads back {inputs.record} {rtype} with TTL "
+                                                f"{dr.fmt_ttl(zone.ttl(current))} (proxied: answered at the edge)"),
+                                details={"read_back": current, "seconds": round(took, 3)})
         result = dnscheck.wait_until(
-            dr.servers_for(zone, inputs.nameservers), dr.route53.fqdn(inputs.record), rtype,
+            dr.servers_for(zone, inputs.nameservers), dr.fqdn(inputs.record), rtype,
             dr.accepted_answers(zone, rtype, sets), timeout=inputs.verify_timeout, now=ctx.clock.now,
             sleep=ctx.sleep, interval=2.0, expect_ttl=ttl,
             progress=lambda done, total, msg: ctx.progress(done, total, msg, unit="servers"))
@@ -137,8 +152,3 @@ class DnsSetTtl(StepKind):
         return Result(summary=f"TTL of {inputs.record} {rtype} back to {dr.fmt_ttl(result.details.get('old_ttl'))}",
                       details={"insync_seconds": round(applied.insync_seconds, 3), "change_id": applied.change_id})
 
-
-def _with_ttl(zone: Any, record_set: dict[str, Any], ttl: int) -> dict[str, Any]:
-    changed = copy.deepcopy(record_set)
-    changed["TTL" if zone.provider == "route53" else "ttl"] = ttl
-    return changed

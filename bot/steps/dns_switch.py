@@ -37,7 +37,8 @@ from bot.runbook.model import Duration
 from bot.steps import dns_records as dr
 from bot.steps.context import Cancelled
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, TargetRef, Verification, register
-from bot.steps.dns_set_ttl import ZONE_PLATFORMS
+from bot.platforms import errors
+from bot.platforms.capabilities import ZONE
 
 
 class StageCheck(BaseModel, extra="forbid"):
@@ -64,8 +65,8 @@ class DnsSwitch(StepKind):
     mutating = True
 
     class Inputs(BaseModel, extra="forbid"):
-        zone: Annotated[str, TargetRef(platforms=ZONE_PLATFORMS)] = Field(
-            description="Target holding the record (aws-route53 or do-domain)")
+        zone: Annotated[str, TargetRef(capability=ZONE)] = Field(
+            description="Target holding the record (a platform with a Zone: aws-route53, do-domain, cloudflare)")
         record: str = Field(description="Fully qualified record name, e.g. api.example.com")
         type: str = Field("A", description="Record type (A, AAAA, CNAME, ...)")
         to: list[str] | None = Field(None, description="Simple records: the new data (one value or a list)")
@@ -125,9 +126,10 @@ class DnsSwitch(StepKind):
         if inputs.weights is not None:
             if not zone.weighted_supported:
                 raise PlanRefused(
-                    f"DigitalOcean DNS has no weighted records, so `weights`/`stages` (a gradual shift) cannot be "
-                    f"done on {zone.zone_name}: switch with `to:` in one step, or move the zone to Route 53 first")
-            stage_sets = _weighted_stages(inputs, before, rtype)
+                    f"{zone.product} DNS has no weighted records, so `weights`/`stages` (a gradual shift) cannot be "
+                    f"done on {zone.zone_name}: switch with `to:` in one step, or shift traffic with traffic.shift "
+                    "on a load balancer")
+            stage_sets = _weighted_stages(zone, inputs, before, rtype)
         else:
             for value in inputs.to:
                 why = dnscheck.invalid_value(rtype, value)
@@ -137,8 +139,16 @@ class DnsSwitch(StepKind):
             stage_sets = [_simple_target(zone, inputs, before, rtype)]
         after = stage_sets[-1]
 
-        problems = dr.ttl_problems(ctx, zone, inputs.record, rtype, before, inputs.max_ttl)
-        (warnings if inputs.allow_high_ttl else blocking).extend(problems)
+        edge = zone.edge_answered(before) and zone.edge_answered(after)
+        if edge:
+            # A proxied record is answered by the provider's edge with the provider's own addresses:
+            # the origin switch is live as soon as the API has it, and resolvers cache nothing of it.
+            warnings.append(f"{inputs.record} {rtype} is proxied: {zone.product}'s edge answers it, so the switch "
+                            "(and a rollback) is immediate and the TTL preflight does not apply; verify reads the "
+                            "record back from the API")
+        else:
+            problems = dr.ttl_problems(ctx, zone, inputs.record, rtype, before, inputs.max_ttl)
+            (warnings if inputs.allow_high_ttl else blocking).extend(problems)
         if inputs.to is not None and inputs.ttl and inputs.ttl > inputs.max_ttl:
             warnings.append(f"the new TTL {dr.fmt_ttl(inputs.ttl)} is above max_ttl: a rollback would be slow to be seen")
         if not before:
@@ -159,7 +169,7 @@ class DnsSwitch(StepKind):
             blocking=blocking,
             table=table,
             no_op=before == after,
-            data={"before": before, "stages": stage_sets, "provider": zone.provider},
+            data={"before": before, "stages": stage_sets, "provider": zone.provider, "edge": edge},
         )
 
     # -- apply / verify ----------------------------------------------------------------------------
@@ -252,9 +262,9 @@ class DnsSwitch(StepKind):
         """
         servers = dr.servers_for(zone, inputs.nameservers)
         known = states if states is not None else [sets]
-        split = any(zone.is_weighted(s) and sum(1 for rs in s if int(rs.get("Weight", 0)) > 0) > 1 for s in known)
+        split = any(zone.is_weighted(s) and sum(1 for rs in s if zone.weight(rs) > 0) > 1 for s in known)
         return dnscheck.wait_until(
-            servers, dr.route53.fqdn(inputs.record), rtype, dr.accepted_answers(zone, rtype, sets),
+            servers, dr.fqdn(inputs.record), rtype, dr.accepted_answers(zone, rtype, sets),
             timeout=timeout, now=ctx.clock.now, sleep=ctx.sleep, interval=inputs.poll_interval,
             samples=inputs.samples if split else 1,
             progress=lambda done, total, msg: ctx.progress(done, total, msg, unit="servers"))
@@ -264,6 +274,8 @@ class DnsSwitch(StepKind):
                       states: list[list[dict[str, Any]]] | None = None) -> Verification:
         zone = dr.zone_for(ctx.target(inputs.zone), zone_id)
         rtype = inputs.type.upper()
+        if zone.edge_answered(sets):
+            return self._read_back(ctx, inputs, zone, rtype, sets, since, what)
         result = self._wait(ctx, inputs, zone, rtype, sets, timeout=inputs.verify_timeout, states=states)
         finished = ctx.clock.now()
         propagation = round(finished - since, 3) if since is not None and result.ok else None
@@ -285,6 +297,20 @@ class DnsSwitch(StepKind):
                        f"{expected} for {inputs.record} {rtype}; last answers: {_answers(result)}")
         return Verification(ok=result.ok, summary=summary, details=details, table=result.table())
 
+    def _read_back(self, ctx: Any, inputs: Any, zone: Any, rtype: str, sets: list[dict[str, Any]],
+                   since: float | None, what: str) -> Verification:
+        ok, current, took = dr.read_back(ctx, zone, inputs.record, rtype, sets, timeout=inputs.verify_timeout,
+                                         interval=inputs.poll_interval)
+        finished = ctx.clock.now()
+        expected = _short(zone, sets, rtype)
+        details = {"expected": expected, "read_back": current, "edge": True,
+                   "propagation_seconds": round(finished - since, 3) if since is not None and ok else None}
+        summary = (f"{what}: the {zone.product} API reads back {inputs.record} {rtype} = {expected} (proxied: "
+                   "answered at the edge, live at once)" if ok else
+                   f"{what}: after {dr.fmt_ttl(round(took))} the {zone.product} API still reads {inputs.record} "
+                   f"{rtype} = {_short(zone, current, rtype)}, expected {expected}")
+        return Verification(ok=ok, summary=summary, details=details)
+
     def verify(self, ctx: Any, inputs: Any, result: Result) -> Verification:
         return self._verification(ctx, inputs, result.undo["after"], result.details.get("submitted_at"), "switched",
                                   result.undo.get("zone_id"), _states(result))
@@ -300,7 +326,7 @@ class DnsSwitch(StepKind):
         if current != after:
             warnings.append(f"{inputs.record} {rtype} was changed by someone else after the switch; "
                             "rollback still restores the record sets recorded before the switch")
-        how = "one Route 53 change" if zone.provider == "route53" else f"{len(before)} DigitalOcean patch(es)"
+        how = zone.how(len(before))
         # Short enough to read on a phone: one line saying what comes back and how it is proven.
         return Plan(summary=f"DNS back: {inputs.record} {rtype} -> {_short(zone, before, rtype)} ({how}), "
                             f"then check the authoritative servers.",
@@ -336,8 +362,8 @@ def _short(zone: Any, sets: list[dict[str, Any]], rtype: str) -> str:
     if not sets:
         return "(no record)"
     if zone.is_weighted(sets):
-        return ", ".join(f"{s['SetIdentifier']}={s.get('Weight', 0)}" for s in sets)
-    return ", ".join(v for s in sets for v in dr.values_of(rtype, s))
+        return ", ".join(f"{zone.set_id(s)}={zone.weight(s)}" for s in sets)
+    return ", ".join(v for s in sets for v in zone.values(rtype, s))
 
 
 def _answers(result: dnscheck.Convergence) -> str:
@@ -346,33 +372,17 @@ def _answers(result: dnscheck.Convergence) -> str:
 
 
 def _simple_target(zone: Any, inputs: Any, before: list[dict[str, Any]], rtype: str) -> list[dict[str, Any]]:
-    if zone.provider == "route53":
-        if zone.is_weighted(before):
-            ids = ", ".join(str(s.get("SetIdentifier")) for s in before)
-            raise PlanRefused(f"{inputs.record} {rtype} is weighted ({ids}): switch it with `weights:` instead of `to:`")
-        base = before[0] if before else {"Name": dr.route53.fqdn(inputs.record), "Type": rtype}
-        ttl = inputs.ttl or (base.get("TTL") if "TTL" in base else None) or 300
-        record = {k: v for k, v in copy.deepcopy(base).items() if k not in ("AliasTarget", "ResourceRecords", "TTL")}
-        record["TTL"] = int(ttl)
-        record["ResourceRecords"] = [{"Value": v} for v in inputs.to]
-        return [record]
-    # DigitalOcean: one record per value; patching keeps ids, so the number of records must match.
-    if len(before) != len(inputs.to):
-        raise PlanRefused(
-            f"{inputs.record} {rtype} has {len(before)} record(s) on DigitalOcean and `to` has {len(inputs.to)} "
-            "value(s): a switch patches records in place, so give exactly one value per existing record")
-    wanted = []
-    for record, value in zip(before, sorted(inputs.to)):
-        changed = copy.deepcopy(record)
-        changed["data"] = value
-        if inputs.ttl:
-            changed["ttl"] = inputs.ttl
-        wanted.append(changed)
-    return wanted
+    if zone.is_weighted(before):
+        ids = ", ".join(str(zone.set_id(s)) for s in before)
+        raise PlanRefused(f"{inputs.record} {rtype} is weighted ({ids}): switch it with `weights:` instead of `to:`")
+    try:
+        return zone.retarget(before, inputs.record, rtype, list(inputs.to), inputs.ttl)
+    except errors.InvalidRequest as exc:  # the provider cannot make this record from these values
+        raise PlanRefused(exc.message) from None
 
 
-def _weighted_stages(inputs: Any, before: list[dict[str, Any]], rtype: str) -> list[list[dict[str, Any]]]:
-    by_id = {s.get("SetIdentifier"): s for s in before if "Weight" in s}
+def _weighted_stages(zone: Any, inputs: Any, before: list[dict[str, Any]], rtype: str) -> list[list[dict[str, Any]]]:
+    by_id = {zone.set_id(s): s for s in before if zone.is_weighted([s])}
     unknown = sorted(set(inputs.weights) - set(by_id))
     if unknown:
         have = ", ".join(sorted(map(str, by_id))) or "none"
@@ -382,16 +392,14 @@ def _weighted_stages(inputs: Any, before: list[dict[str, Any]], rtype: str) -> l
     def with_weights(weights: dict[str, int]) -> list[dict[str, Any]]:
         out = []
         for s in before:
-            changed = copy.deepcopy(s)
-            if s.get("SetIdentifier") in weights:
-                changed["Weight"] = int(weights[s["SetIdentifier"]])
-            out.append(changed)
+            sid = zone.set_id(s)
+            out.append(zone.with_weight(s, weights[sid]) if sid in weights else copy.deepcopy(s))
         return out
 
     if not inputs.stages:
         return [with_weights(inputs.weights)]
-    gaining = [k for k, w in inputs.weights.items() if w > int(by_id[k]["Weight"])]
-    losing = [k for k, w in inputs.weights.items() if w < int(by_id[k]["Weight"])]
+    gaining = [k for k, w in inputs.weights.items() if w > zone.weight(by_id[k])]
+    losing = [k for k, w in inputs.weights.items() if w < zone.weight(by_id[k])]
     if len(gaining) != 1 or len(losing) != 1 or inputs.weights[losing[0]] != 0:
         raise PlanRefused("a gradual shift moves traffic from one set to one other: `weights` must raise exactly one "
                           "set and take exactly one other to 0, e.g. {old: 0, new: 100}")
@@ -399,3 +407,18 @@ def _weighted_stages(inputs: Any, before: list[dict[str, Any]], rtype: str) -> l
     total = inputs.weights[to_id]
     return [with_weights({to_id: round(total * pct / 100), from_id: round(total * (100 - pct) / 100)})
             for pct in inputs.stages]
+
+
+# -- lint: one way to shift traffic ------------------------------------------------------------------
+
+def lint_staged_switch(runbook_model: Any) -> list[str]:
+    """`dns.switch` with `stages:` still runs (old runbooks keep working); new ones use traffic.shift."""
+    return [f"step {s.id}: dns.switch with `stages:` is the old way to shift traffic gradually; use traffic.shift "
+            "(target: the zone, record:, from:, to:, stages:, soak:, watch:), which gates each stage on watch "
+            "signals and restores the last good stage on a breach"
+            for s in runbook_model.steps if s.kind == "dns.switch" and (getattr(s, "with_", None) or {}).get("stages")]
+
+
+from bot.runbook.load import lint_rule  # noqa: E402  (after the definition it registers)
+
+lint_rule(lint_staged_switch)

@@ -46,7 +46,7 @@ class EnvDiff(StepKind):
     class Inputs(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        platforms: Annotated[list[str], TargetRef(platforms=("aws-ecs", "do-app", "heroku", "fly", "file"))] = Field(
+        platforms: Annotated[list[str], TargetRef(capability="EnvSource")] = Field(
             min_length=2, description="Target names; the first is the reference (old) side")
         ignore: list[str] = Field(default_factory=list, description="Glob patterns of variables to leave out")
         expect_differ: list[str] = Field(default_factory=list, description="Variables that must differ (globs)")

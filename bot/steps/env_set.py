@@ -8,7 +8,8 @@ The plan shows names only (which are added, which would be overwritten), never v
 that already holds a different value on the destination is refused unless `overwrite: true`.
 Values are read again at apply time from the source (they are never in the stored plan).
 
-What `apply` records for rollback, and why (values never reach the store):
+What `apply` records for rollback, and why (values never reach the store); each platform's `EnvSink`
+adapter in `bot.platforms` (`EcsEnv`, `AppEnv`, `HerokuEnv`, ...) owns its part:
 - `aws-ecs`: task-definition revisions are immutable and kept by ECS, so the previous revision's
   ARN is all rollback needs: it points the service back at it, exactly as it was.
 - `do-app`: the prior spec holds plain GENERAL values, so it is not stored. Recorded instead: the
@@ -28,11 +29,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bot.platforms import registry
+from bot.platforms.capabilities import ENV_SINK, ENV_SOURCE
 from bot.platforms.envvalue import SourceEnv
 from bot.steps import envmatrix
 from bot.steps.base import Change, Plan, Result, StepError, StepKind, TargetRef, Verification, register
-
-WRITABLE = ("aws-ecs", "do-app", "heroku")
 
 
 def _read(ctx: Any, name: str) -> tuple[Any, SourceEnv]:
@@ -58,8 +59,8 @@ class EnvSet(StepKind):
     class Inputs(BaseModel):
         model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-        from_: Annotated[str, TargetRef(platforms=("aws-ecs", "do-app", "heroku", "fly", "file"))] = Field(alias="from", description="Target to copy values from")
-        to: Annotated[str, TargetRef(platforms=("aws-ecs", "do-app", "heroku"))] = Field(description="Target to set them on (aws-ecs, do-app or heroku)")
+        from_: Annotated[str, TargetRef(capability=ENV_SOURCE)] = Field(alias="from", description="Target to copy values from")
+        to: Annotated[str, TargetRef(capability=ENV_SINK)] = Field(description="Target to set them on (a platform with an EnvSink)")
         names: list[str] | None = Field(None, description="Variables to copy")
         all_missing: bool = Field(False, description="Copy every variable the destination lacks")
         ignore: list[str] = Field(default_factory=list, description="Globs left out of all_missing")
@@ -80,8 +81,10 @@ class EnvSet(StepKind):
         _, src = _read(ctx, inputs.from_)
         dst_target, dst = _read(ctx, inputs.to)
         blocking: list[str] = []
-        if dst_target.platform not in WRITABLE:
-            blocking.append(f"{inputs.to} is a {dst_target.platform} target; env.set writes to {', '.join(WRITABLE)}")
+        sink = registry.adapter(dst_target, ENV_SINK) if registry.supports(dst_target.platform, ENV_SINK) else None
+        if sink is None:
+            blocking.append(f"{inputs.to} is a {dst_target.platform} target; env.set writes to "
+                            f"{', '.join(registry.platforms_with(ENV_SINK))}")
         added, changed, unchanged, secret = [], [], [], []
         for name in _selection(inputs, src, dst):
             value = src.values.get(name)
@@ -93,7 +96,7 @@ class EnvSet(StepKind):
                 continue
             if value.secret:
                 secret.append(name)
-                if dst_target.platform == "aws-ecs":
+                if sink is not None and sink.plain_only:
                     blocking.append(f"{name}: a secret would land in the task definition's plain environment; "
                                     "create a Secrets Manager secret and reference it instead")
             current = dst.values.get(name)
@@ -107,7 +110,8 @@ class EnvSet(StepKind):
                     blocking.append(f"{name}: already set on {inputs.to} with a different (or unreadable) value; "
                                     "set `overwrite: true` to replace it")
         data = {"added": added, "changed": changed, "unchanged": unchanged, "secret": secret,
-                "platform": dst_target.platform}
+                "platform": dst_target.platform, "how": sink.how if sink else dst_target.platform,
+                "restores_overwritten": bool(sink and sink.restores_overwritten)}
         return dst_target, src, dst, data, blocking
 
     def plan(self, ctx: Any, inputs: Inputs) -> Plan:
@@ -117,12 +121,11 @@ class EnvSet(StepKind):
         changes += [Change(action="overwrite", resource=f"{inputs.to}: {n}", before="differs",
                            after=f"as on {inputs.from_}") for n in data["changed"]]
         warnings = [f"{n}: already the same on {inputs.to}" for n in data["unchanged"]]
-        if data["changed"] and data["platform"] in ("do-app", "heroku"):
+        if data["changed"] and not data["restores_overwritten"]:
             warnings.append("rollback cannot restore the previous values of "
                             f"{', '.join(data['changed'])} (values are never stored); it removes only added names")
         names = data["added"] + data["changed"]
-        how = {"aws-ecs": "a new task definition revision and update_service", "do-app": "an app spec update",
-               "heroku": "a config-var update"}.get(data["platform"], data["platform"])
+        how = data["how"]
         summary = (f"set {len(names)} variable(s) on {inputs.to} via {how}: {', '.join(names)}" if names
                    else f"nothing to set on {inputs.to}")
         return Plan(summary=summary, changes=changes, warnings=warnings, blocking=blocking, data=data,
@@ -140,24 +143,8 @@ class EnvSet(StepKind):
             return Result(summary="nothing to set", outputs={"set": []}, undo={"platform": data["platform"]})
         values = {n: src.values[n].value or "" for n in names}
         undo: dict[str, Any] = {"platform": target.platform, "added": data["added"], "changed": data["changed"]}
-        if target.platform == "aws-ecs":
-            from bot.platforms.aws import ecs
-
-            previous, new = ecs.set_env(target, values)
-            undo.update(previous_task_definition=previous, task_definition=new)
-            summary = f"registered {new.rsplit('/', 1)[-1]} with {', '.join(names)}; service updated"
-        elif target.platform == "do-app":
-            from bot.platforms.digitalocean import apps
-
-            change = apps.add_envs(target, {n: (values[n], n in data["secret"]) for n in names})
-            undo.update(app_id=change.app_id, location=change.location, created_env_list=change.created_env_list,
-                        prior_spec_masked=apps.masked_spec(change.prior_spec))
-            summary = f"app spec updated ({change.location} envs): {', '.join(names)}"
-        else:
-            from bot.platforms.heroku import config_vars
-
-            config_vars.set_vars(target, values)
-            summary = f"config vars set: {', '.join(names)}"
+        recorded, summary = registry.adapter(target, ENV_SINK).set(values, set(data["secret"]))
+        undo.update(recorded)
         ctx.log(f"env.set: {summary}")
         return Result(summary=summary, outputs={"set": names}, undo=undo)
 
@@ -175,57 +162,31 @@ class EnvSet(StepKind):
 
     # -- rollback -------------------------------------------------------------------------------
 
+    def _sink(self, ctx: Any, inputs: Inputs, undo: dict[str, Any]) -> Any:
+        target = ctx.target(inputs.to)
+        if undo.get("platform", target.platform) != target.platform:
+            raise StepError(f"env.set: {inputs.to} was {undo['platform']} when the step ran and is "
+                            f"{target.platform} now; undo it by hand")
+        return registry.adapter(target, ENV_SINK)
+
     def plan_rollback(self, ctx: Any, inputs: Inputs, result: Result) -> Plan:
         undo = result.undo
+        sink = self._sink(ctx, inputs, undo)
         warnings = []
-        if undo.get("platform") == "aws-ecs":
-            summary = f"point {inputs.to} back at {undo.get('previous_task_definition')}"
-        else:
-            summary = f"remove {', '.join(undo.get('added', [])) or 'nothing'} from {inputs.to}"
-            if undo.get("changed"):
-                warnings.append(f"previous values of {', '.join(undo['changed'])} are not restorable "
-                                "(never stored); they keep the copied value")
+        summary = sink.plan_undo(undo, inputs.to)
+        if undo.get("changed") and not sink.restores_overwritten:
+            warnings.append(f"previous values of {', '.join(undo['changed'])} are not restorable "
+                            "(never stored); they keep the copied value")
         return Plan(summary=summary, warnings=warnings, data={})
 
     def rollback(self, ctx: Any, inputs: Inputs, result: Result) -> Result:
-        undo = result.undo
-        target = ctx.target(inputs.to)
-        platform = undo.get("platform")
-        if platform == "aws-ecs" and undo.get("previous_task_definition"):
-            from bot.platforms.aws import ecs
-
-            ecs.use_task_definition(target, undo["previous_task_definition"])
-            return Result(summary=f"service back on {undo['previous_task_definition'].rsplit('/', 1)[-1]}")
-        if platform == "do-app" and undo.get("added"):
-            from bot.platforms.digitalocean import apps
-
-            apps.remove_envs(target, undo["location"], undo["added"], drop_empty_list=undo.get("created_env_list", False))
-            return Result(summary=f"removed {', '.join(undo['added'])} from the app spec")
-        if platform == "heroku" and undo.get("added"):
-            from bot.platforms.heroku import config_vars
-
-            config_vars.unset_vars(target, undo["added"])
-            return Result(summary=f"unset {', '.join(undo['added'])}")
-        return Result(summary="nothing to undo")
+        return Result(summary=self._sink(ctx, inputs, result.undo).undo(result.undo))
 
     def verify_rollback(self, ctx: Any, inputs: Inputs, result: Result, undo_result: Result) -> Verification:
         undo = result.undo
-        target = ctx.target(inputs.to)
-        platform = undo.get("platform")
-        if platform == "aws-ecs" and undo.get("previous_task_definition"):
-            from bot.platforms.aws import ecs
-
-            current = ecs.service_task_definition(target)
-            ok = current == undo["previous_task_definition"]
-            return Verification(ok=ok, summary=f"service runs {current.rsplit('/', 1)[-1]}")
-        if platform == "do-app" and "prior_spec_masked" in undo:
-            from bot.platforms.digitalocean import apps
-
-            current = apps.masked_spec(apps.AppsApi().find(target.app).get("spec") or {})
-            ok = current == undo["prior_spec_masked"]
-            summary = ("app spec equals the spec before env.set (compared by fingerprints)" if ok
-                       else "app spec differs from the spec before env.set")
-            return Verification(ok=ok, summary=summary)
+        checked = self._sink(ctx, inputs, undo).verify_undo(undo)
+        if checked is not None:
+            return Verification(ok=checked[0], summary=checked[1])
         _, dst = _read(ctx, inputs.to)
         left = [n for n in undo.get("added", []) if n in dst.values]
         return Verification(ok=not left, summary=f"still set: {', '.join(left)}" if left else "added names are gone")

@@ -44,30 +44,15 @@ BLOCKING, WARNING, OK = 0, 1, 2
 
 
 def read_source(target: Any) -> SourceEnv:
-    """The environment of one target, by platform (imports lazily: only what a runbook uses)."""
+    """The environment of one target, through its platform's `EnvSource` (imported on first use)."""
+    from bot.platforms import registry
+    from bot.platforms.capabilities import ENV_SOURCE
+
     platform = getattr(target, "platform", "")
-    if platform == "aws-ecs":
-        from bot.platforms.aws import ecs
-
-        return ecs.read_env(target)
-    if platform == "do-app":
-        from bot.platforms.digitalocean import apps
-
-        return apps.read_env(target)
-    if platform == "heroku":
-        from bot.platforms.heroku import config_vars
-
-        return config_vars.read_env(target)
-    if platform == "fly":
-        from bot.platforms import fly
-
-        return fly.read_env(target)
-    if platform == "file":
-        from bot.platforms import envfile
-
-        return envfile.read_env(target)
-    raise ValueError(f"platform {platform!r} has no environment to compare "
-                     "(aws-ecs, do-app, heroku, fly or file)")
+    if not registry.supports(platform, ENV_SOURCE):
+        raise ValueError(f"platform {platform!r} has no environment to compare "
+                         f"({', '.join(registry.platforms_with(ENV_SOURCE))})")
+    return registry.adapter(target, ENV_SOURCE).read()
 
 
 def command_defaults(commands: list[str]) -> dict[str, str]:

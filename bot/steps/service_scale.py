@@ -2,7 +2,7 @@
 
     - id: standby-old
       kind: service.scale
-      with: {target: old, count: 0}            # ECS desiredCount / App Platform instance_count / Heroku formation
+      with: {target: old, count: 0}            # any platform with a Scaler (bot.platforms.registry)
 
 `apply` records the count it found; `rollback` puts it back and waits until the service is healthy
 again (ECS `services_stable`, App Platform's deployment ACTIVE, Heroku dynos `up`). There is no
@@ -18,69 +18,18 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from bot.platforms import heroku
-from bot.platforms.aws import ecs_scaling
-from bot.platforms.digitalocean import app_scaling
-from bot.platforms.heroku import formation
+from bot.platforms import registry
+from bot.platforms.capabilities import SCALER
 from bot.runbook.model import Duration, parse_duration
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepKind, TargetRef, Verification, register
 
-SCALE_PLATFORMS = ("aws-ecs", "do-app", "heroku")
 
-
-class Scaler:
-    """One platform's way to read, set and wait for a service's instance count."""
-
-    def __init__(self, target: Any, process_type: str = "web") -> None:
-        self.target = target
-        self.platform = target.platform
-        self.process_type = process_type
-        self._app: dict[str, Any] | None = None
-        if self.platform not in SCALE_PLATFORMS:
-            raise PlanRefused(f"service.scale cannot scale a {self.platform} target (use one of {', '.join(SCALE_PLATFORMS)})")
-
-    @property
-    def label(self) -> str:
-        t = self.target
-        if self.platform == "aws-ecs":
-            return f"ECS service {t.cluster}/{t.service}"
-        if self.platform == "do-app":
-            return f"App Platform app {t.app}" + (f" component {t.component}" if t.component else "")
-        return f"Heroku app {t.app} {self.process_type} dynos"
-
-    def count(self) -> int:
-        if self.platform == "aws-ecs":
-            return ecs_scaling.counts(self.target)["desired"]
-        if self.platform == "do-app":
-            self._app = app_scaling.get_app(self.target.app)
-            return app_scaling.instance_count(self._app, self.target.component)
-        return formation.quantity(heroku.Api(), self.target.app, self.process_type)
-
-    def set(self, count: int) -> None:
-        if self.platform == "aws-ecs":
-            ecs_scaling.set_desired(self.target, count)
-        elif self.platform == "do-app":
-            app = app_scaling.get_app(self.target.app)
-            self._app = app_scaling.set_instance_count(app, self.target.component, count)
-        else:
-            formation.set_quantity(heroku.Api(), self.target.app, self.process_type, count)
-
-    def wait_healthy(self, ctx: Any, count: int, timeout: float) -> None:
-        ctx.progress(0, None, f"waiting for {self.label} to settle at {count}")
-        if self.platform == "aws-ecs":
-            ecs_scaling.wait_stable(self.target, timeout=timeout, delay=_delay(timeout))
-        elif self.platform == "do-app":
-            app = self._app or app_scaling.get_app(self.target.app)
-            app_scaling.wait_deployed(app["id"], deployment_id=app_scaling.new_deployment_id(app), timeout=timeout,
-                                      now=ctx.clock.now, sleep=ctx.sleep, interval=_delay(timeout))
-        else:
-            formation.wait_up(heroku.Api(), self.target.app, self.process_type, count, timeout=timeout,
-                              now=ctx.clock.now, sleep=ctx.sleep, interval=_delay(timeout))
-
-
-def _delay(timeout: float) -> int:
-    # Poll often enough for short test timeouts, no more than every 15 s for real ones.
-    return max(1, min(15, int(timeout // 20) or 1))
+def scaler_for(target: Any, process_type: str = "web") -> Any:
+    """The target's `Scaler` adapter (the loader already refused targets without one)."""
+    if not registry.supports(target.platform, SCALER):
+        raise PlanRefused(f"service.scale cannot scale a {target.platform} target "
+                          f"(use one of {', '.join(registry.platforms_with(SCALER))})")
+    return registry.adapter(target, SCALER, process_type=process_type)
 
 
 @register
@@ -90,7 +39,7 @@ class ServiceScale(StepKind):
     idempotent = True
 
     class Inputs(BaseModel, extra="forbid"):
-        target: Annotated[str, TargetRef(platforms=SCALE_PLATFORMS)] = Field(description="The service to scale")
+        target: Annotated[str, TargetRef(capability=SCALER)] = Field(description="The service to scale")
         count: int = Field(ge=0, description="Instances to run (0 = warm standby)")
         process_type: str = Field("web", description="Heroku: the formation (process type) to scale")
         wait: bool = Field(True, description="Wait until the service is stable at the new count")
@@ -101,11 +50,11 @@ class ServiceScale(StepKind):
         new_count: int
 
     def plan(self, ctx: Any, inputs: Any) -> Plan:
-        scaler = Scaler(ctx.target(inputs.target), inputs.process_type)
+        scaler = scaler_for(ctx.target(inputs.target), inputs.process_type)
         old = scaler.count()
         warnings = []
-        if scaler.platform == "do-app" and inputs.count < app_scaling.MIN_INSTANCES:
-            raise PlanRefused(f"{scaler.label}: {app_scaling.ZERO_REFUSED}")
+        if inputs.count < scaler.min_count:
+            raise PlanRefused(f"{scaler.label}: {scaler.refuse_below}")
         if inputs.count == 0 and old > 0:
             warnings.append(f"{scaler.label} goes to zero as a warm standby (kept, not deleted); "
                             f"rollback brings back {old}")
@@ -114,7 +63,7 @@ class ServiceScale(StepKind):
                     warnings=warnings, no_op=old == inputs.count, data={"old_count": old})
 
     def apply(self, ctx: Any, inputs: Any, plan: Plan) -> Result:
-        scaler = Scaler(ctx.target(inputs.target), inputs.process_type)
+        scaler = scaler_for(ctx.target(inputs.target), inputs.process_type)
         old = scaler.count()  # what is there now is what rollback must restore
         if old != plan.data["old_count"]:
             ctx.log(f"{scaler.label} ran {old}, not {plan.data['old_count']} as planned; recording {old} for rollback")
@@ -123,22 +72,22 @@ class ServiceScale(StepKind):
             scaler.wait_healthy(ctx, inputs.count, inputs.timeout)
         return Result(summary=f"{scaler.label}: {old} -> {inputs.count}",
                       outputs={"old_count": old, "new_count": inputs.count},
-                      undo={"old_count": old, "platform": scaler.platform, "process_type": inputs.process_type})
+                      undo={"old_count": old, "platform": scaler.target.platform, "process_type": inputs.process_type})
 
     def verify(self, ctx: Any, inputs: Any, result: Result) -> Verification:
-        scaler = Scaler(ctx.target(inputs.target), inputs.process_type)
+        scaler = scaler_for(ctx.target(inputs.target), inputs.process_type)
         now = scaler.count()
         return Verification(ok=now == inputs.count, summary=f"{scaler.label} runs {now} (wanted {inputs.count})",
                             details={"count": now})
 
     def plan_rollback(self, ctx: Any, inputs: Any, result: Result) -> Plan:
-        scaler = Scaler(ctx.target(inputs.target), inputs.process_type)
+        scaler = scaler_for(ctx.target(inputs.target), inputs.process_type)
         old = result.undo["old_count"]
         return Plan(summary=f"Scale {scaler.label} back to {old} and wait until healthy.",
                     changes=[Change(action="scale", resource=scaler.label, before=str(inputs.count), after=str(old))])
 
     def rollback(self, ctx: Any, inputs: Any, result: Result) -> Result:
-        scaler = Scaler(ctx.target(inputs.target), inputs.process_type)
+        scaler = scaler_for(ctx.target(inputs.target), inputs.process_type)
         old = int(result.undo["old_count"])
         now = scaler.count()
         scaler.set(old)
@@ -146,7 +95,7 @@ class ServiceScale(StepKind):
         return Result(summary=f"{scaler.label}: {now} -> {old} (restored)", undo={"old_count": now})
 
     def verify_rollback(self, ctx: Any, inputs: Any, result: Result, undo: Result) -> Verification:
-        scaler = Scaler(ctx.target(inputs.target), inputs.process_type)
+        scaler = scaler_for(ctx.target(inputs.target), inputs.process_type)
         now, old = scaler.count(), int(result.undo["old_count"])
         return Verification(ok=now == old, summary=f"{scaler.label} runs {now} (restored count {old})",
                             details={"count": now})

@@ -28,12 +28,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.platforms import errors
-from bot.platforms.aws import s3
+from bot.platforms import errors, registry
 from bot.platforms.aws.s3 import ObjectInfo
+from bot.platforms.capabilities import OBJECT_STORE
 from bot.steps.base import Plan, Result, StepError, StepKind, TargetRef, register
 
-STORE_PLATFORMS = ("aws-s3", "do-spaces")
 
 
 @dataclass
@@ -137,9 +136,10 @@ def compare(source: Iterable[ObjectInfo], target: Iterable[ObjectInfo], *, compa
 
 def _store(ctx: Any, name: str) -> Any:
     target = ctx.target(name)
-    if target.platform not in STORE_PLATFORMS:
-        raise StepError(f"storage.parity: target {name!r} is {target.platform}; expected {' or '.join(STORE_PLATFORMS)}")
-    return target
+    if not registry.supports(target.platform, OBJECT_STORE):
+        raise StepError(f"storage.parity: target {name!r} is {target.platform}; expected "
+                        f"{' or '.join(registry.platforms_with(OBJECT_STORE))}")
+    return registry.adapter(target, OBJECT_STORE)
 
 
 def _required(ctx: Any, inputs: Any) -> tuple[list[str], list[list[str]]]:
@@ -148,13 +148,13 @@ def _required(ctx: Any, inputs: Any) -> tuple[list[str], list[list[str]]]:
     for key in inputs.required_keys:
         cells = []
         for side in (inputs.source, inputs.target):
-            target = ctx.target(side)
+            target = _store(ctx, side)
             try:
-                info = s3.head(target, key)
+                info = target.head(key)
                 cells.append(f"{info.size} bytes")
             except errors.NotFound:  # the one case with a plan: report it, loudly, as missing
                 cells.append("MISSING")
-                blocking.append(f"required key {key!r} is missing on {side} ({s3.describe(target)})")
+                blocking.append(f"required key {key!r} is missing on {side} ({target.describe()})")
         rows.append([key, *cells])
     return blocking, rows
 
@@ -168,8 +168,8 @@ class StorageParity(StepKind):
     class Inputs(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        source: Annotated[str, TargetRef(platforms=STORE_PLATFORMS)] = Field(description="aws-s3 or do-spaces target: the reference copy")
-        target: Annotated[str, TargetRef(platforms=STORE_PLATFORMS)] = Field(description="aws-s3 or do-spaces target that should hold the same objects")
+        source: Annotated[str, TargetRef(capability=OBJECT_STORE)] = Field(description="aws-s3 or do-spaces target: the reference copy")
+        target: Annotated[str, TargetRef(capability=OBJECT_STORE)] = Field(description="aws-s3 or do-spaces target that should hold the same objects")
         required_keys: list[str] = Field(default_factory=list, description="Keys (relative to the prefix) that must exist")
         compare_etags: bool = True
         fail_on_differences: bool = Field(True, description="Fail on keys missing on the target and mismatches")
@@ -187,7 +187,7 @@ class StorageParity(StepKind):
         src, dst = _store(ctx, inputs.source), _store(ctx, inputs.target)
         blocking, rows = _required(ctx, inputs)
         table = [["required key", inputs.source, inputs.target], *rows] if rows else None
-        return Plan(summary=f"compare {s3.describe(src)} with {s3.describe(dst)}"
+        return Plan(summary=f"compare {src.describe()} with {dst.describe()}"
                             + (f"; {len(inputs.required_keys)} required key(s)" if inputs.required_keys else ""),
                     blocking=blocking, table=table)
 
@@ -199,7 +199,7 @@ class StorageParity(StepKind):
             ctx.check_cancelled()
             ctx.progress(done, None, "comparing listings", unit="keys")
 
-        report = compare(s3.iter_objects(src), s3.iter_objects(dst), compare_etags=inputs.compare_etags, tick=tick)
+        report = compare(src.iter_objects(), dst.iter_objects(), compare_etags=inputs.compare_etags, tick=tick)
         problems = missing_required + (report.problems() if inputs.fail_on_differences else [])
         notes = []
         if report.compared_by_size:

@@ -153,12 +153,28 @@ def _fmt(value: float | None) -> str:
     return f"{value:,.2f}"
 
 
+def _edge_source(signal: Signal) -> Any:
+    """The `MetricSource` of the signal's `edge:` target (any platform the registry gives one)."""
+    from bot.platforms import registry
+    from bot.platforms.capabilities import METRIC_SOURCE
+
+    name = signal.spec.edge
+    if name not in signal.targets:
+        raise SignalConfigError(f"{signal.key}: `edge: {name}` is not a target of this runbook"
+                                f" (known: {', '.join(sorted(signal.targets)) or 'none'})")
+    target = signal.targets[name]
+    if not registry.supports(target.platform, METRIC_SOURCE):
+        raise SignalConfigError(f"{signal.key}: `edge: {name}` is a {target.platform} target, which has no edge "
+                                f"metrics (platforms with them: {', '.join(registry.platforms_with(METRIC_SOURCE))})")
+    return registry.adapter(target, METRIC_SOURCE)
+
+
 class EdgeRate(Signal):
     """Share of requests the edge itself answered with 504 (or any 5xx), against the target's own 5xx."""
 
     code: ClassVar[str]
     unit_text = "%"
-    source_fields = ("alb", "do_lb")
+    source_fields = ("alb", "do_lb", "edge")
 
     def cw_roles(self):
         if not self.spec.alb:
@@ -181,9 +197,10 @@ class EdgeRate(Signal):
         return self.cw_roles()
 
     def check(self) -> None:
-        if self.spec.alb:
+        if self.spec.alb or self.spec.do_lb:
             return
-        if self.spec.do_lb:
+        if self.spec.edge:
+            _edge_source(self)
             return
         if self.spec.app:
             raise SignalConfigError(
@@ -198,6 +215,11 @@ class EdgeRate(Signal):
                                                   "target_5xx": sums.get("target_5xx")}
 
     def read(self, window, carry):
+        if self.spec.edge:
+            sample = _edge_source(self).sample(window.start, window.end)
+            edge = sample["edge_504" if self.code == "504" else "edge_5xx"]
+            return _pct(edge, max(sample["requests"], edge)), {"edge": edge, "requests": sample["requests"],
+                                                               "target_5xx": sample["origin_5xx"]}
         from bot.platforms.digitalocean import monitoring
 
         counts = monitoring.lb_frontend_responses(self.spec.do_lb, start=window.start, end=window.end)
@@ -292,14 +314,16 @@ class ThroughputFloor(Signal):
     """Work done per interval (requests served by the targets, or log lines) against a floor."""
 
     name = "throughput_floor"
-    source_fields = ("alb", "do_lb", "log_group")
+    source_fields = ("alb", "do_lb", "edge", "log_group")
 
     def unit(self, window):
-        return f"{'requests' if (self.spec.alb or self.spec.do_lb) else 'lines'}/{window.per}"
+        return f"{'requests' if (self.spec.alb or self.spec.do_lb or self.spec.edge) else 'lines'}/{window.per}"
 
     def check(self) -> None:
-        if not (self.spec.alb or self.spec.do_lb or self.spec.log_group):
-            raise SignalConfigError(f"{self.key}: needs `alb`, `do_lb` or `log_group`")
+        if not (self.spec.alb or self.spec.do_lb or self.spec.edge or self.spec.log_group):
+            raise SignalConfigError(f"{self.key}: needs `alb`, `do_lb`, `edge` or `log_group`")
+        if self.spec.edge:
+            _edge_source(self)
         if self.spec.floor is None and self.spec.under is None and not (self.spec.alb or self.spec.log_group):
             raise SignalConfigError(f"{self.key}: without a CloudWatch baseline, set an absolute `floor`")
 
@@ -314,7 +338,7 @@ class ThroughputFloor(Signal):
         return None
 
     def cw_roles(self):
-        if self.spec.do_lb:
+        if self.spec.do_lb or (self.spec.edge and not self.spec.alb):
             return None
         return self._roles(self.spec.alb, None if self.spec.alb else self.spec.log_group, self.spec.aws, "")
 
@@ -331,6 +355,10 @@ class ThroughputFloor(Signal):
         return sums.get("lines", 0.0), {}
 
     def read(self, window, carry):
+        if self.spec.edge:
+            sample = _edge_source(self).sample(window.start, window.end)
+            return max(0.0, sample["requests"] - sample["edge_5xx"]), {"requests": sample["requests"],
+                                                                         "edge_5xx": sample["edge_5xx"]}
         from bot.platforms.digitalocean import monitoring
 
         counts = monitoring.lb_frontend_responses(self.spec.do_lb, start=window.start, end=window.end)
@@ -451,8 +479,44 @@ class CallerLog(Signal):
         return state, f"> {over:g}", detail
 
 
+class PoolHealth(Signal):
+    """Unhealthy pools behind a load balancer (`edge:` a target with `Health`, e.g. cloudflare-lb)."""
+
+    name = "pool_health"
+    unit_text = "unhealthy"
+    source_fields = ("edge",)
+
+    def _health(self) -> Any:
+        from bot.platforms import registry
+        from bot.platforms.capabilities import HEALTH
+
+        name = self.spec.edge
+        target = self.targets.get(name) if name else None
+        if target is None or not registry.supports(target.platform, HEALTH):
+            raise SignalConfigError(f"{self.key}: needs `edge:` naming a target with a health verdict "
+                                    f"({', '.join(registry.platforms_with(HEALTH))})")
+        return registry.adapter(target, HEALTH)
+
+    def check(self) -> None:
+        self._health()
+
+    def read(self, window, carry):
+        health = self._health()
+        pools = health.pools() if hasattr(health, "pools") else {}
+        if pools:
+            bad = sorted(n for n, ok in pools.items() if not ok)
+            return float(len(bad)), {"unhealthy": bad, "pools": len(pools)}
+        ok, why = health.health()
+        return (0.0 if ok else 1.0), {"unhealthy": [] if ok else [why], "pools": 1}
+
+    def judge(self, value, baseline, data, window):
+        detail = (f"unhealthy: {', '.join(data['unhealthy'])}" if data.get("unhealthy")
+                  else f"{data.get('pools', 0)} pool(s) healthy")
+        return ("breach" if value else "ok"), "> 0 unhealthy", detail
+
+
 SIGNAL_CLASSES: dict[str, type[Signal]] = {
-    cls.name: cls for cls in (Edge504Rate, Edge5xxRate, LogVolume, ThroughputFloor, Probe, CallerLog)
+    cls.name: cls for cls in (Edge504Rate, Edge5xxRate, LogVolume, ThroughputFloor, Probe, CallerLog, PoolHealth)
 }
 
 

@@ -37,7 +37,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from bot.runbook.model import bounded_seconds
 
-SIGNAL_NAMES = ("log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log")
+SIGNAL_NAMES = ("log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log",
+                "pool_health")
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?"
                        r"\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
@@ -154,6 +155,7 @@ class Sources(BaseModel):
     app: str | None = Field(None, description="name of a `do-app` target (log volume from its archives)")
     do_lb: str | None = Field(None, description="DigitalOcean load balancer id (frontend response metrics)")
     log_file: str | None = Field(None, description="a local log file whose new lines are counted")
+    edge: str | None = Field(None, description="name of a target with edge metrics (a cloudflare zone: GraphQL analytics)")
     probe: ProbeSource | str | None = None
     caller_log: CallerLogSource | None = None
     baseline: BaselineSource | None = None
@@ -162,7 +164,8 @@ class Sources(BaseModel):
 class SignalSpec(Sources):
     """One signal with its sources and thresholds (unset fields inherit the spec's sources)."""
 
-    name: Literal["log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log"]
+    name: Literal["log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log",
+                  "pool_health"]
     label: str | None = None
     over: Percent | None = None
     warn_over: Percent | None = None

@@ -158,3 +158,38 @@ def use_task_definition(target: Any, arn: str) -> None:
     ecs = aws.client(target, "ecs")
     with aws.translate("ecs.update_service", f"{_where(target)} -> {arn}"):
         ecs.update_service(cluster=target.cluster, service=target.service, taskDefinition=arn)
+
+
+class EcsEnv:
+    """`EnvSource`/`EnvSink` of an ECS service: task-definition revisions are immutable and kept by
+    ECS, so the previous revision's ARN is all an exact rollback needs."""
+
+    how = "a new task definition revision and update_service"
+    plain_only = True
+    restores_overwritten = True
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def read(self) -> SourceEnv:
+        return read_env(self.target)
+
+    def set(self, values: dict[str, str], secret_names: set[str]) -> tuple[dict[str, Any], str]:
+        previous, new = set_env(self.target, dict(values))
+        return ({"previous_task_definition": previous, "task_definition": new},
+                f"registered {new.rsplit('/', 1)[-1]} with {', '.join(values)}; service updated")
+
+    def plan_undo(self, undo: dict[str, Any], name: str) -> str:
+        return f"point {name} back at {undo.get('previous_task_definition')}"
+
+    def undo(self, undo: dict[str, Any]) -> str:
+        if not undo.get("previous_task_definition"):
+            return "nothing to undo"
+        use_task_definition(self.target, undo["previous_task_definition"])
+        return f"service back on {undo['previous_task_definition'].rsplit('/', 1)[-1]}"
+
+    def verify_undo(self, undo: dict[str, Any]) -> tuple[bool, str] | None:
+        if not undo.get("previous_task_definition"):
+            return None
+        current = service_task_definition(self.target)
+        return current == undo["previous_task_definition"], f"service runs {current.rsplit('/', 1)[-1]}"

@@ -55,3 +55,27 @@ def wait_stable(target: Any, *, timeout: float, delay: int = 15) -> None:
         ecs.get_waiter("services_stable").wait(
             cluster=target.cluster, services=[target.service],
             WaiterConfig={"Delay": delay, "MaxAttempts": attempts})
+
+
+class EcsScaler:
+    """The `Scaler` capability of an ECS service (desiredCount, `services_stable`)."""
+
+    product = "ECS"
+    min_count = 0
+    refuse_below = ""
+
+    def __init__(self, target: Any, process_type: str = "web") -> None:
+        self.target = target
+        self.label = f"ECS service {target.cluster}/{target.service}"
+
+    def count(self) -> int:
+        return counts(self.target)["desired"]
+
+    def set(self, count: int) -> None:
+        set_desired(self.target, count)
+
+    def wait_healthy(self, waiter: Any, count: int, timeout: float) -> None:
+        from bot.platforms.capabilities import poll_delay
+
+        waiter.progress(0, None, f"waiting for {self.label} to settle at {count}")
+        wait_stable(self.target, timeout=timeout, delay=poll_delay(timeout))

@@ -176,3 +176,19 @@ def read_text(target: Any, bucket: str, key: str, *, limit: int = 1_000_000) -> 
         raise errors.InvalidRequest(aws.PLATFORM, "s3.get_object", f"s3://{bucket}/{key}",
                                     f"larger than {limit} bytes; not an environment file")
     return data.decode("utf-8")
+
+
+class S3Store:
+    """The `ObjectStore` capability of an S3 bucket or a DigitalOcean Space (both speak the S3 API)."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def describe(self) -> str:
+        return describe(self.target)
+
+    def iter_objects(self, *, page_size: int = 1000) -> Iterator[ObjectInfo]:
+        return iter_objects(self.target, page_size=page_size)
+
+    def head(self, key: str) -> ObjectInfo:
+        return head(self.target, key)

@@ -38,3 +38,23 @@ def set_flag(app: dict[str, Any], key: str, value: str | None, *, client: Any = 
     spec["envs"] = envs
     resource = f"app {spec.get('name', app['id'])} env {key}"
     return do.call("apps.update", resource, client.apps.update, app["id"], {"spec": spec}, expect="app")["app"]
+
+
+class AppFlagMaintenance:
+    """The `Maintenance` capability of an App Platform app: an app-level flag in the spec."""
+
+    modes = ("env",)
+
+    def __init__(self, target: Any) -> None:
+        self.app = target.app
+
+    def read(self, mode: str, env_var: str) -> Any:
+        from bot.platforms.digitalocean import app_scaling
+
+        found = state(app_scaling.get_app(self.app), env_var)
+        return None if found is None else found[1]
+
+    def write(self, mode: str, env_var: str, on: bool, value: str) -> None:
+        from bot.platforms.digitalocean import app_scaling
+
+        set_flag(app_scaling.get_app(self.app), env_var, value if on else None)

@@ -126,3 +126,31 @@ def wait_deployed(app_id: str, *, timeout: float, now: Callable[[], float], slee
             raise errors.Unavailable(do.PLATFORM, "apps.get", f"app {app_id}",
                                      f"deployment not active after {timeout:.0f}s (phase {phase})")
         sleep(interval)
+
+
+class AppScaler:
+    """The `Scaler` capability of an App Platform component (instance_count, deployment ACTIVE)."""
+
+    product = "App Platform"
+    min_count = MIN_INSTANCES
+    refuse_below = ZERO_REFUSED
+
+    def __init__(self, target: Any, process_type: str = "web") -> None:
+        self.target = target
+        self.label = f"App Platform app {target.app}" + (f" component {target.component}" if target.component else "")
+        self._app: dict[str, Any] | None = None
+
+    def count(self) -> int:
+        self._app = get_app(self.target.app)
+        return instance_count(self._app, self.target.component)
+
+    def set(self, count: int) -> None:
+        self._app = set_instance_count(get_app(self.target.app), self.target.component, count)
+
+    def wait_healthy(self, waiter: Any, count: int, timeout: float) -> None:
+        from bot.platforms.capabilities import poll_delay
+
+        waiter.progress(0, None, f"waiting for {self.label} to settle at {count}")
+        app = self._app or get_app(self.target.app)
+        wait_deployed(app["id"], deployment_id=new_deployment_id(app), timeout=timeout, now=waiter.clock.now,
+                      sleep=waiter.sleep, interval=poll_delay(timeout))

@@ -31,6 +31,7 @@ from typing import Any
 from bot import secrets
 from bot.platforms import digitalocean as do
 from bot.platforms import errors
+from bot.platforms.capabilities import RemovesAddedNames
 from bot.platforms.envvalue import EnvValue, SourceEnv
 
 RUNTIME_COMPONENTS = ("services", "workers", "jobs")
@@ -254,3 +255,41 @@ def masked_spec(spec: Any) -> Any:
 
 def spec_fingerprint(spec: dict[str, Any]) -> str:
     return secrets.fingerprint(json.dumps(masked_spec(spec), sort_keys=True))
+
+
+class AppEnv(RemovesAddedNames):
+    """`EnvSource`/`EnvSink` of an App Platform app.
+
+    The prior spec holds plain GENERAL values, so it is never stored: the undo record holds the
+    names added and where, and the prior spec *masked* (values as keyed fingerprints); `verify_undo`
+    compares the masked current spec with it, proving the restore exact without holding values.
+    """
+
+    how = "an app spec update"
+    plain_only = False
+    restores_overwritten = False
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def read(self) -> SourceEnv:
+        return read_env(self.target)
+
+    def set(self, values: dict[str, str], secret_names: set[str]) -> tuple[dict[str, Any], str]:
+        change = add_envs(self.target, {n: (v, n in secret_names) for n, v in values.items()})
+        undo = {"app_id": change.app_id, "location": change.location, "created_env_list": change.created_env_list,
+                "prior_spec_masked": masked_spec(change.prior_spec)}
+        return undo, f"app spec updated ({change.location} envs): {', '.join(values)}"
+
+    def undo(self, undo: dict[str, Any]) -> str:
+        if not undo.get("added"):
+            return "nothing to undo"
+        remove_envs(self.target, undo["location"], undo["added"], drop_empty_list=undo.get("created_env_list", False))
+        return f"removed {', '.join(undo['added'])} from the app spec"
+
+    def verify_undo(self, undo: dict[str, Any]) -> tuple[bool, str] | None:
+        if "prior_spec_masked" not in undo:
+            return None
+        ok = masked_spec(AppsApi().find(self.target.app).get("spec") or {}) == undo["prior_spec_masked"]
+        return ok, ("app spec equals the spec before env.set (compared by fingerprints)" if ok
+                    else "app spec differs from the spec before env.set")

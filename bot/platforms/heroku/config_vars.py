@@ -15,6 +15,7 @@ from typing import Any
 
 from bot import secrets
 from bot.platforms import heroku
+from bot.platforms.capabilities import RemovesAddedNames
 from bot.platforms.envvalue import EnvValue, SourceEnv
 
 
@@ -48,3 +49,31 @@ def unset_vars(target: Any, names: list[str], api: heroku.Api | None = None) -> 
     api = api or heroku.Api()
     body = api.patch(_path(target), {name: None for name in names}, resource=f"app {target.app}") or {}
     secrets.register_many(str(v) for v in body.values() if v is not None)
+
+
+class HerokuEnv(RemovesAddedNames):
+    """`EnvSource`/`EnvSink` of a Heroku app: rollback unsets the names that were added; values
+    overwritten (only with `overwrite: true`) cannot be put back, since values are never stored."""
+
+    how = "a config-var update"
+    plain_only = False
+    restores_overwritten = False
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def read(self) -> SourceEnv:
+        return read_env(self.target)
+
+    def set(self, values: dict[str, str], secret_names: set[str]) -> tuple[dict[str, Any], str]:
+        set_vars(self.target, dict(values))
+        return {}, f"config vars set: {', '.join(values)}"
+
+    def undo(self, undo: dict[str, Any]) -> str:
+        if not undo.get("added"):
+            return "nothing to undo"
+        unset_vars(self.target, undo["added"])
+        return f"unset {', '.join(undo['added'])}"
+
+    def verify_undo(self, undo: dict[str, Any]) -> tuple[bool, str] | None:
+        return None  # the step checks that the added names are gone

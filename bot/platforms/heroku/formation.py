@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
 from bot.platforms import errors
 from bot.platforms.heroku import PLATFORM, Api
 
@@ -44,3 +46,29 @@ def wait_up(api: Api, app: str, process_type: str, count: int, *, timeout: float
                                      f"{up} {process_type} dynos up after {timeout:.0f}s, expected {count}")
         sleep(interval)
 
+
+
+class HerokuScaler:
+    """The `Scaler` capability of a Heroku formation (one process type's dynos)."""
+
+    product = "Heroku"
+    min_count = 0
+    refuse_below = ""
+
+    def __init__(self, target: Any, process_type: str = "web") -> None:
+        self.target = target
+        self.process_type = process_type
+        self.label = f"Heroku app {target.app} {process_type} dynos"
+
+    def count(self) -> int:
+        return quantity(Api(), self.target.app, self.process_type)
+
+    def set(self, count: int) -> None:
+        set_quantity(Api(), self.target.app, self.process_type, count)
+
+    def wait_healthy(self, waiter: Any, count: int, timeout: float) -> None:
+        from bot.platforms.capabilities import poll_delay
+
+        waiter.progress(0, None, f"waiting for {self.label} to settle at {count}")
+        wait_up(Api(), self.target.app, self.process_type, count, timeout=timeout, now=waiter.clock.now,
+                sleep=waiter.sleep, interval=poll_delay(timeout))

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.platforms.heroku import Api
 
 
@@ -33,3 +35,24 @@ def config_var_is_set(api: Api, app: str, key: str) -> tuple[bool, str | None]:
 def set_config_var(api: Api, app: str, key: str, value: str | None) -> None:
     """Set (or with None, unset) one config var; Heroku restarts the dynos with it."""
     api.patch(f"/apps/{app}/config-vars", {key: value}, resource=f"app {app} config var {key}")
+
+
+class HerokuMaintenance:
+    """The `Maintenance` capability of a Heroku app: its own mode, or a config var the app reads."""
+
+    modes = ("platform", "env")
+
+    def __init__(self, target: Any) -> None:
+        self.app = target.app
+
+    def read(self, mode: str, env_var: str) -> Any:
+        if mode == "platform":
+            return is_on(Api(), self.app)
+        is_set, fp = config_var_is_set(Api(), self.app, env_var)
+        return fp if is_set else None
+
+    def write(self, mode: str, env_var: str, on: bool, value: str) -> None:
+        if mode == "platform":
+            set(Api(), self.app, on)
+        else:
+            set_config_var(Api(), self.app, env_var, value if on else None)
