@@ -8,7 +8,8 @@ call to Route 53 would fail the test).
 from __future__ import annotations
 
 from bot.runbook.targets import AwsRoute53Target
-from bot.steps.dns_records import Route53Zone, servers_for
+from bot.platforms.aws.route53_zone import Route53Zone
+from bot.steps.dns_records import servers_for
 
 UNREACHABLE = "http://127.0.0.1:9"
 
