@@ -44,7 +44,6 @@ from bot.steps.db_copy import _resolve as _sides  # the same source/target resol
 from bot.steps.db_copy import drop_everything
 
 Spec = str | dict[str, str]
-HEROKU_HINTS = ("heroku", "compute-1.amazonaws.com")
 
 
 class Sides(BaseModel):
@@ -99,8 +98,7 @@ class ReplicateStart(StepKind):
         if blocking:
             return Plan(summary="replicate: refused, a pooler is in the way", blocking=blocking)
         facts = replication.source_facts(src)
-        # Resolved from a Heroku app's DATABASE_URL, a Heroku host, or Heroku's own `heroku_ext` schema.
-        if facts.heroku_ext or any(h in (src.label + " " + src.host).lower() for h in HEROKU_HINTS):
+        if replication.allows_no_replication_out(src, facts):
             blocking.append(f"the source {src.display()} is Heroku Postgres, which allows no replication out "
                             f"(no REPLICATION privilege, no slots: heroku/roadmap#38): use db.copy inside an "
                             f"app.maintenance window instead")

@@ -87,6 +87,15 @@ class SourceFacts:
         return asdict(self)
 
 
+HEROKU_HINTS = ("heroku", "compute-1.amazonaws.com")
+
+
+def allows_no_replication_out(ep: Endpoint, facts: SourceFacts) -> bool:
+    """Heroku Postgres grants no REPLICATION and no slots (heroku/roadmap#38). Known from where the
+    URL came from (a Heroku app's DATABASE_URL), the host, or Heroku's own `heroku_ext` schema."""
+    return facts.heroku_ext or any(h in (ep.label + " " + ep.host).lower() for h in HEROKU_HINTS)
+
+
 def source_facts(ep: Endpoint) -> SourceFacts:
     """Everything preflight needs from the source, read-only."""
     with _open(ep, "runbook-bot-replicate") as conn:
