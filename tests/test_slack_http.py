@@ -17,6 +17,7 @@ from bot.chat.slack.settings import load
 from tests.fixtures.slack import wait_for
 from tests.slack_requests import (
     click_payload,
+    submission_payload,
     command_body,
     interactive_body,
     post,
@@ -174,7 +175,7 @@ def test_unknown_runbook_gets_closest_matches(served):
     ("run demo env=staging env=production", "parameter 'env' is given twice"),
     ("run demo env=qa", "expected one of staging, production"),
     ("run demo colour=blue", "unknown parameter 'colour'"),
-    ("run", "`run` needs a runbook name"),
+    ("plan", "`plan` needs a runbook name"),  # `run` alone opens the launcher (test_slack_launcher.py)
     ("abort", "`abort` takes one run id"),
     ("status r-nope", "no run 'r-nope'"),
     ("watch r-1 dance", "`watch` takes a run id and one of start, stop, now, chart"),
@@ -320,11 +321,27 @@ def test_reject_stops_the_run_and_shows_who_rejected(served):
         print([(r["id"], r["state"]) for r in bot.store.list_runs()], fake.methods())
         raise
     run_id = json.loads(_buttons(msg)["step_reject"]["value"])["run"]
+    # Reject asks why first: a modal, opened with the click's trigger id
     post(url, interactive_body(click_payload(_buttons(msg)["step_reject"], user="U0CAROL", message_ts=msg["ts"])))
+    modal = wait_for(lambda: fake.calls_to("views.open"), message="reject modal")[0].payload["view"]
+    modal = json.loads(modal) if isinstance(modal, str) else modal
+    assert modal["callback_id"] == "reject_reason"
+    assert bot.store.get_step(run_id, "mark-a")["state"] == "awaiting_approval"  # nothing decided by the click
+    # an empty reason is refused inline and decides nothing
+    empty = post(url, interactive_body(submission_payload(modal, {"reject_reason": {"reason": {
+        "type": "plain_text_input", "value": "  "}}}, user="U0CAROL")))
+    assert empty.json()["response_action"] == "errors" and "reject_reason" in empty.json()["errors"]
+    assert bot.store.get_step(run_id, "mark-a")["state"] == "awaiting_approval"
+    r = post(url, interactive_body(submission_payload(modal, {"reject_reason": {"reason": {
+        "type": "plain_text_input", "value": "the target app is mid-deploy"}}}, user="U0CAROL")))
+    assert r.status_code == 200 and r.text == ""
     wait_for(lambda: bot.store.get_run(run_id)["state"] == "failed", message="run failed")
     bot.channel.drain()
     shown = json.dumps(_step_message(fake, "mark-a")["blocks"], ensure_ascii=False)
-    assert "Rejected by <@U0CAROL>" in shown and not _buttons(_step_message(fake, "mark-a"))
+    assert "Rejected by <@U0CAROL>" in shown and "the target app is mid-deploy" in shown
+    assert not _buttons(_step_message(fake, "mark-a"))
+    audit = [e for e in bot.store.events(run_id) if e["action"] == "approval.rejected"]
+    assert audit and audit[0]["detail"]["reason"] == "the target app is mid-deploy"
     assert not (bot.runner.runbooks_dir.parent / "marks.txt").exists()
 
 

@@ -147,6 +147,8 @@ class SlackChannel:
 
     def channel_for(self, run: Any) -> str | None:
         chat = getattr(run, "chat", None) or {}
+        if chat.get("quiet"):
+            return None  # the launcher's dry run: its plans are shown in the modal, not in a thread
         return chat.get("channel") or self.default_channel
 
     def _step(self, run: Any, step: Any, progress: Any = None) -> None:
@@ -167,6 +169,8 @@ class SlackChannel:
         the newest version when its turn comes (a burst of progress renders once)."""
         channel = self.channel_for(run)
         if channel is None:
+            if (getattr(run, "chat", None) or {}).get("quiet"):
+                return
             log.warning("run %s has no Slack channel (started outside Slack, SLACK_CHANNEL unset);"
                         " not posting %s", run.id, name)
             return

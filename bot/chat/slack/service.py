@@ -84,6 +84,9 @@ class SlackService:
         self.channel = channel
         self.runbooks_dir = runbooks_dir
 
+    def default_channel(self) -> str | None:
+        return getattr(self.channel, "default_channel", None)
+
     # -- answering one person ---------------------------------------------------------------------
 
     def ephemeral(self, *, user: str, channel: str | None, response_url: str | None, msg: messages.Message) -> None:
@@ -267,10 +270,11 @@ class SlackService:
         return self._decide(self.runner.approve, user=user, channel=channel, run_id=run_id, step_key=step_key,
                             response_url=response_url, confirm=confirm)
 
-    def reject(self, *, user: str, channel: str | None, run_id: str, step_key: str,
+    def reject(self, *, user: str, channel: str | None, run_id: str, step_key: str, reason: str = "",
                response_url: str | None = None) -> Any:
+        """`reason`: what the reject modal asked for; recorded with the decision and shown in the thread."""
         return self._decide(self.runner.reject, user=user, channel=channel, run_id=run_id, step_key=step_key,
-                            response_url=response_url, reason="rejected in Slack")
+                            response_url=response_url, reason=reason or "rejected in Slack (no reason given)")
 
     def resolve(self, *, user: str, channel: str | None, run_id: str, step_key: str, action: str,
                 response_url: str | None = None) -> Any:
@@ -305,6 +309,44 @@ class SlackService:
             # The engine has written the audit event; the clicker learns why, privately.
             self._refusal(decision, run_id, step_key, **where)
         return decision
+
+    def rerequest(self, *, user: str, channel: str | None, run_id: str, step_key: str,
+                  response_url: str | None = None) -> Any:
+        """An expired approval's Re-request: the step's approvers or the run's starter plan it afresh
+        (`Runner.replan`: waiting steps go back to pending, old approvals never count again)."""
+        where = {"user": user, "channel": channel, "response_url": response_url}
+        run, step, _ = self.confirm_text(run_id, step_key)
+        policy = (step.approval_policy or {}) if step else {}
+        allowed = user == run.started_by or any(self.runner.directory.matches(user, a)
+                                                for a in policy.get("approvers") or [])
+        if step is None or step.state != "awaiting_approval" or not allowed:
+            code = "not_allowed" if step is not None and step.state == "awaiting_approval" else "not_awaiting"
+            message = (f"{user} may not re-request {step_key}: only its approvers or the person who started the run"
+                       if code == "not_allowed" else f"{step_key} is not waiting for approval any more")
+            self.record_refusal(user=user, run_id=run.id, step_key=step_key, code=code, message=message)
+            self._say(message, **where)
+            return None
+        decision = self.runner.replan(run.id, user=user, front_end=FRONT_END)
+        if decision.ok:
+            self._say(f"Re-requested: {step_key} is planned afresh and asks its approvers again.", **where)
+        else:
+            self._refusal(decision, run.id, step_key, **where)
+        return decision
+
+    def acknowledge_alert(self, *, user: str, channel: str | None, run_id: str, tick_no: Any,
+                          response_url: str | None = None) -> None:
+        where = {"user": user, "channel": channel, "response_url": response_url}
+        reminders = getattr(self, "reminders", None)
+        if reminders is None or tick_no is None:
+            self._say("This alert cannot be acknowledged here.", **where)
+            return
+        earlier = reminders.acknowledge(run_id, int(tick_no), user=user)
+        if earlier is None:
+            self.channel.notify(self.runner.view(run_id), f"{user} acknowledged the watch breach (tick {tick_no});"
+                                " on-call is no longer paged for it.", "info")
+            self._say("Acknowledged: on-call is no longer paged for this breach.", **where)
+        else:
+            self._say(f"Already acknowledged by {earlier}.", **where)
 
     def confirm_text(self, run_id: str, step_key: str) -> tuple[Any, Any, str | None]:
         """The run, the step and the text its approver must type (None: no confirmation needed)."""
