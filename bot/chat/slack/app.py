@@ -244,6 +244,8 @@ def build(settings: SlackSettings, *, store: Store | None = None, runner_workers
     runner = Runner(store, fanout, directory=directory, background=True, max_workers=runner_workers)
     service = SlackService(runner=runner, store=store, poster=poster, channel=channel)
     service.home = home
+    # A run's thread exists only once its header is posted (on the sender thread): the Home gets the link then.
+    poster.on_posted = lambda run_id, name, _channel, _ts: home.thread_started(run_id) if name == "header" else None
     from bot.chat.slack.reminders import Reminders
 
     reminders = Reminders(service, directory=directory)

@@ -53,6 +53,13 @@ class HomePublisher:
         self._stopped = False
         self._thread: threading.Thread | None = None
         store.ensure_table(VIEWERS, {"user": str, "opened_at": float}, pk="user")
+        try:
+            from bot.watch import tables
+
+            tables.ensure(store)  # once, here: DDL while runs write would contend for the file
+            self._watches = tables
+        except ModuleNotFoundError:  # the watch package is optional in this build
+            self._watches = None
 
     # -- what happens -----------------------------------------------------------------------------
 
@@ -70,6 +77,12 @@ class HomePublisher:
             log.exception("App Home: could not work out whom run %s concerns", getattr(run, "id", "?"))
             return
         self._mark(concerned)
+
+    def thread_started(self, run_id: str) -> None:
+        try:
+            self.run_changed(self.run_view(run_id))
+        except KeyError:
+            pass
 
     def summary_posted(self, run: Any, line: str) -> None:
         self.summaries[run.id] = line
@@ -100,8 +113,6 @@ class HomePublisher:
 
     def rows(self, user: str) -> dict[str, Any]:
         """What `user`'s Home shows: waiting-for-you first, then their runs, then watches."""
-        from bot.watch import tables
-
         waiting, runs = [], []
         for row in self.store.list_runs(limit=200):
             recent = row["state"] in ACTIVE or (row["started_by"] == user and len(runs) < MAX_ROWS)
@@ -127,8 +138,7 @@ class HomePublisher:
                 runs.append(item)
         watches = []
         try:
-            tables.ensure(self.store)
-            for watch in tables.active_watches(self.store):
+            for watch in (self._watches.active_watches(self.store) if self._watches else []):
                 watches.append({"run_id": watch["run_id"], "line": self.summaries.get(watch["run_id"]),
                                 "link": self.thread_link(watch["run_id"]), "tick_no": watch["tick_no"]})
         except Exception:  # the watch tables are optional; the Home still shows runs

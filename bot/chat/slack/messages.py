@@ -195,7 +195,7 @@ def render(name: str, context: dict[str, Any]) -> Message:
     except json.JSONDecodeError as exc:  # a template bug: say which template and where
         raise ValueError(f"template slack/{name}.json.j2 rendered invalid JSON: {exc}") from exc
     data = secrets.redact_obj(data)
-    if data.get("type") == "modal":
+    if data.get("type") in ("modal", "home"):  # a view (views.open/update/publish), not a message
         return Message(text="", blocks=data.get("blocks", []), view=data)
     return fit(data.get("text") or "", data.get("blocks") or [])
 
