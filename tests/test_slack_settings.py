@@ -91,12 +91,16 @@ def test_no_settings_means_not_present():
 def test_the_manifest_declares_what_the_bot_uses():
     import yaml
 
-    from bot.chat.slack.ids import COMMAND
+    from bot.chat.slack.ids import COMMAND, Shortcut
 
     manifest = yaml.safe_load((PROJECT_ROOT / "slack-manifest.yaml").read_text())
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
-        "commands", "chat:write", "files:write", "usergroups:read", "users:read", "users:read.email"}
+        "commands", "chat:write", "files:write", "usergroups:read", "users:read", "users:read.email", "im:write"}
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == [COMMAND]
+    # the launcher's global shortcut and the App Home the listeners serve
+    assert [(s["type"], s["callback_id"]) for s in manifest["features"]["shortcuts"]] == [("global", Shortcut.LAUNCH.value)]
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")

@@ -88,6 +88,13 @@ def form_view(choices: dict[str, Choice], *, selected: str | None, channel: str 
     """The launcher modal: the runbook select, then (once one is picked) its params as inputs.
 
     `channel`: where the run's thread goes (a slash command's channel); None asks for one."""
+    return messages.render("launcher_form", form_context(choices, selected=selected, channel=channel,
+                                                         values=values)).view or {}
+
+
+def form_context(choices: dict[str, Choice], *, selected: str | None, channel: str | None,
+                 values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What `templates/slack/launcher_form.json.j2` renders: one field per param, typed by the model."""
     choice = choices.get(selected) if selected else None
     fields = []
     if choice is not None and choice.model is not None:
@@ -95,10 +102,8 @@ def form_view(choices: dict[str, Choice], *, selected: str | None, channel: str 
             default = (values or {}).get(name, param.default)
             fields.append({"name": name, "block_id": param_block_id(name), "param": param, "kind": field_kind(param),
                            "default": default, "optional": not param.is_required or param.type == "bool"})
-    return messages.render("launcher_form", {
-        "choices": list(choices.values()), "selected": choice, "fields": fields, "ask_channel": channel is None,
-        "metadata": metadata(channel=channel, runbook=choice.name if choice else None),
-    }).view or {}
+    return {"choices": list(choices.values())[:MAX_OPTIONS], "selected": choice, "fields": fields, "ask_channel": channel is None,
+            "metadata": metadata(channel=channel, runbook=choice.name if choice else None)}
 
 
 def _raw_value(element: dict[str, Any]) -> Any:
@@ -194,6 +199,13 @@ class LaunchFlow:
             return {"response_action": "errors", "errors": errors}, None
         channel = read_channel(state, meta.get("channel") or self.service.default_channel())
         plan_meta = {"runbook": choice.name, "params": typed, "channel": channel}
+        try:
+            metadata(**plan_meta)
+        except ValueError:  # the values travel in the modal's private_metadata (3000 characters)
+            longest = max(typed, key=lambda k: len(str(typed[k])))
+            return {"response_action": "errors",
+                    "errors": {param_block_id(longest): "too long: the values together must stay under "
+                                                        "about 2500 characters"}}, None
         screen = plan_view(phase="planning", **plan_meta)
         return {"response_action": "update", "view": screen}, plan_meta
 
@@ -244,8 +256,13 @@ class LaunchFlow:
 
 def plan_view(*, phase: str, runbook: str, params: dict[str, Any], channel: str | None, steps: Any = (),
               preview: str | None = None, run_id: str | None = None, error: str | None = None) -> dict[str, Any]:
-    return messages.render("launcher_plan", {
-        "phase": phase, "runbook": runbook, "params": params, "channel": channel, "steps": list(steps),
-        "preview": preview, "run_id": run_id, "error": error,
-        "metadata": metadata(channel=channel, runbook=runbook, params=params),
-    }).view or {}
+    return messages.render("launcher_plan", plan_context(phase=phase, runbook=runbook, params=params,
+                                                         channel=channel, steps=steps, preview=preview,
+                                                         run_id=run_id, error=error)).view or {}
+
+
+def plan_context(*, phase: str, runbook: str, params: dict[str, Any], channel: str | None, steps: Any = (),
+                 preview: str | None = None, run_id: str | None = None, error: str | None = None) -> dict[str, Any]:
+    return {"phase": phase, "runbook": runbook, "params": params, "channel": channel, "steps": list(steps),
+            "preview": preview, "run_id": run_id, "error": error,
+            "metadata": metadata(channel=channel, runbook=runbook, params=params)}

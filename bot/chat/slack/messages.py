@@ -153,6 +153,11 @@ def table_chunks(rows: Any, limit: int = 2900, cell: int = 48) -> list[str]:
     return chunks
 
 
+def join_prefixed(items: Any, prefix: str) -> str:
+    """Each item on its own line after `prefix` (`"\n⚠️ "`): nothing at all for no items."""
+    return "".join(prefix + str(item) for item in items or [])
+
+
 def button_value(**fields: Any) -> str:
     value = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     if len(value) > MAX_BUTTON_VALUE:
@@ -174,7 +179,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(j=_j, esc=esc, trunc=trunc, date=slack_date, duration=duration, user=user,
                        approver=approver, table_chunks=table_chunks,
-                       mention_ids=mention_ids)
+                       mention_ids=mention_ids, join_prefixed=join_prefixed)
     env.globals.update(emoji=lambda state: STATE_EMOJI.get(str(state), "▫️"), button_value=button_value,
                        MAX_SECTION=MAX_SECTION)
     from bot.chat.slack import ids
