@@ -159,6 +159,24 @@ def test_reminders_escalation_and_expiry_at_the_configured_times_under_a_control
     assert bot.reminders.tick(now=t0 + 90 * 60) == []  # expired once; no more reminders
     assert not (bot.runner.runbooks_dir.parent / "marks.txt").exists()
 
+    # a late click on Approve is refused by the engine; the answer names the Slack way on, not the CLI
+    class Late:
+        def now(self):
+            return t0 + 61 * 60
+
+    real_clock, bot.runner.clock = bot.runner.clock, Late()
+    step_msg = next(m for m in fake.messages.values() if m.get("thread_ts") and "step `mark`" in json.dumps(m["blocks"])
+                    and any(b["type"] == "actions" for b in m["blocks"]))
+    approve = next(dict(e, block_id=b["block_id"]) for b in step_msg["blocks"] if b["type"] == "actions"
+                   for e in b["elements"] if e["action_id"] == "step_approve")
+    post(url, interactive_body(click_payload(approve, user="U0BOB", response_url=fake.response_url("late"))))
+    refusal = wait_for(lambda: [c.payload for c in fake.calls_to("response_url") if "expired" in json.dumps(c.payload)],
+                       message="expired refusal")[0]
+    bot.runner.clock = real_clock
+    assert "/runbook replan" in json.dumps(refusal) and "runbook-bot" not in json.dumps(refusal)
+    assert any(e.get("action_id") == "step_rerequest" for b in refusal["blocks"] if b["type"] == "actions"
+               for e in b["elements"])
+
     # Re-request: someone outside the approvers is refused; an approver gets a fresh request
     button = next(dict(e, block_id=b["block_id"]) for b in expired["blocks"] if b["type"] == "actions"
                   for e in b["elements"])

@@ -301,3 +301,19 @@ def test_table_chunks_fit_sections_and_keep_every_row():
     chunks = messages.table_chunks(ENV_MATRIX)
     assert all(len(c) <= 2900 for c in chunks)
     assert sum(c.count("\n") + 1 for c in chunks) == len(ENV_MATRIX) + 1  # rows + the rule line
+
+
+def test_cli_hints_become_slack_actions():
+    """Engine sentences name CLI commands; in Slack they become the slash command or the button."""
+    assert messages.slack_hints("re-plan the run (`runbook-bot replan r-1`) to get a fresh plan") == \
+        "re-plan the run (`/runbook replan r-1`) to get a fresh plan"
+    assert "runbook-bot" not in messages.slack_hints("decide it first (`runbook-bot resolve r-1 copy-db rollback`)")
+    failed = messages.render("run_finished", contexts()["run_finished"][0])
+    assert "runbook-bot" not in json.dumps(failed.blocks) and "/runbook rollback" not in json.dumps(failed.blocks)
+    buttons = [b["accessory"] for b in failed.blocks if b.get("accessory", {}).get("type") == "button"]
+    assert [b["action_id"] for b in buttons] == [Action.ROLLBACK.value]
+    refusal = messages.render("refusal", {"message": "expired 5m ago; re-plan the run (`runbook-bot replan r-1`)",
+                                          "code": "expired", "run_id": "r-1", "step_key": "switch-dns"})
+    assert "`/runbook replan r-1`" in json.dumps(refusal.blocks)
+    assert [e["action_id"] for b in refusal.blocks if b["type"] == "actions" for e in b["elements"]] == \
+        [Action.REREQUEST.value]

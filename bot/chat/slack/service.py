@@ -44,10 +44,11 @@ USAGE = {
     "status": "/runbook status [RUN]",
     "abort": "/runbook abort RUN",
     "rollback": "/runbook rollback RUN",
+    "replan": "/runbook replan RUN",
     "watch": "/runbook watch RUN start|stop|now|chart",
 }
-FULL_USAGE = "/runbook help | list | plan NAME k=v ... | run NAME k=v ... | status [RUN] | abort RUN | rollback RUN" \
-             " | watch RUN start|stop|now|chart"
+FULL_USAGE = "/runbook help | list | plan NAME k=v ... | run [NAME k=v ...] | status [RUN] | abort RUN | rollback RUN" \
+             " | replan RUN | watch RUN start|stop|now|chart"
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 WATCH_ACTIONS = ("start", "stop", "now", "chart")
 
@@ -163,11 +164,11 @@ class SlackService:
             else:
                 runs = [self.runner.view(r["id"]) for r in self.store.list_runs(states=("running", "rolling_back"))]
             self.ephemeral(msg=messages.render("run_status", {"runs": runs}), **where)
-        elif sub in ("abort", "rollback"):
+        elif sub in ("abort", "rollback", "replan"):
             if len(args) != 1:
                 raise UsageError(f"`{sub}` takes one run id", usage)
             run = self._view(args[0], usage)
-            action = self.runner.abort if sub == "abort" else self.runner.rollback
+            action = {"abort": self.runner.abort, "rollback": self.runner.rollback, "replan": self.runner.replan}[sub]
             decision = action(run.id, user=user, front_end=FRONT_END)
             if decision.ok:
                 self._say(decision.message, **where)
