@@ -104,3 +104,13 @@ def test_the_manifest_declares_what_the_bot_uses():
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+
+
+def test_the_alert_repage_interval_is_a_duration_checked_at_start_up():
+    env = {"SLACK_BOT_TOKEN": "xoxb-1-2-abc", "SLACK_SIGNING_SECRET": "0123456789abcdef0123456789abcdef"}
+    assert load({**env, "RUNBOOK_BOT_ALERT_REPAGE": "10m"}, http=True).alert_repage == 600
+    assert load(env, http=True).alert_repage == 300
+    for bad in ("soon", "5s"):
+        with pytest.raises(SettingsError) as caught:
+            load({**env, "RUNBOOK_BOT_ALERT_REPAGE": bad}, http=True)
+        assert caught.value.problems[0].startswith("RUNBOOK_BOT_ALERT_REPAGE is malformed")

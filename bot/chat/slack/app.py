@@ -248,7 +248,7 @@ def build(settings: SlackSettings, *, store: Store | None = None, runner_workers
     poster.on_posted = lambda run_id, name, _channel, _ts: home.thread_started(run_id) if name == "header" else None
     from bot.chat.slack.reminders import Reminders
 
-    reminders = Reminders(service, directory=directory)
+    reminders = Reminders(service, directory=directory, alert_repeat=settings.alert_repage)
     service.reminders = reminders
     fanout.channels = (*fanout.channels, reminders)  # watch alerts page on-call until acknowledged
     work = WorkPool(WORK_WORKERS, gate=gate, thread_name_prefix="slack-work")
