@@ -71,6 +71,14 @@ def test_watch_start_now_alert_rollback_chart_stop(watched):
                        message="summary in the thread")[0]
     assert summary["thread_ts"] and "🟢" in summary["text"]
     assert summary["blocks"][0]["text"]["text"].startswith("🟢 *First summary:")
+    # the App Home lists the running watch with that line, from memory and, after a restart, from the store
+    bot.home.start().opened("U0ALICE")
+    home = wait_for(lambda: [c.payload["view"] for c in fake.calls_to("views.publish")
+                             if "First summary" in json.dumps(c.payload["view"], ensure_ascii=False)], message="home")
+    assert f"run `{run_id}` · #1: First summary" in json.dumps(home[-1], ensure_ascii=False)
+    bot.home.summaries.clear()
+    rebuilt = bot.home.rows("U0ALICE")["watches"]
+    assert [w["line"] for w in rebuilt] == ["#1: First summary: 1 signal(s), 1 ok."]
 
     # the site starts failing: the next tick breaches and alerts the on-call with a Roll back button
     site.clear()

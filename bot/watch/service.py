@@ -251,6 +251,19 @@ def _previous_states(store: Any, run_id: str, tick_no: int) -> tuple[dict[str, s
     return {s["signal"]: s["state"] for s in earlier if s["tick_no"] == last}, last
 
 
+def last_headline(store: Any, run_id: str) -> str | None:
+    """The first line of the watch's latest summary, rebuilt from the stored samples (None before any)."""
+    from bot.watch.summary import change_headline
+
+    rows = tables.samples(store, run_id)
+    if not rows:
+        return None
+    last = max(r["tick_no"] for r in rows)
+    previous, previous_tick = _previous_states(store, run_id, last)
+    signals = [{"label": r["signal"], "state": r["state"]} for r in rows if r["tick_no"] == last]
+    return f"#{last}: " + change_headline(signals, previous, previous_tick)
+
+
 def _history(store: Any, run_id: str) -> dict[str, list[float | None]]:
     out: dict[str, list[float | None]] = {}
     for sample in tables.samples(store, run_id):

@@ -139,7 +139,12 @@ class HomePublisher:
         watches = []
         try:
             for watch in (self._watches.active_watches(self.store) if self._watches else []):
-                watches.append({"run_id": watch["run_id"], "line": self.summaries.get(watch["run_id"]),
+                line = self.summaries.get(watch["run_id"])
+                if line is None:  # after a restart: rebuilt from the stored samples
+                    from bot.watch.service import last_headline
+
+                    line = last_headline(self.store, watch["run_id"])
+                watches.append({"run_id": watch["run_id"], "line": line,
                                 "link": self.thread_link(watch["run_id"]), "tick_no": watch["tick_no"]})
         except Exception:  # the watch tables are optional; the Home still shows runs
             log.exception("App Home: could not read the watches")
@@ -227,8 +232,8 @@ class HomeChannel:
     request_approval = post_plan = approval_recorded = step_finished = run_finished = _changed
 
     def post_summary(self, run: Any, summary: dict[str, Any]) -> None:
-        self.home.summary_posted(run, summary.get("headline") or f"summary #{summary.get('tick_no')}: "
-                                 f"{summary.get('state')}")
+        self.home.summary_posted(run, f"#{summary.get('tick_no')}: "
+                                 + (summary.get("headline") or f"{summary.get('state')}"))
 
     def post_alert(self, run: Any, alert: dict[str, Any]) -> None:
         self.home.run_changed(run)
