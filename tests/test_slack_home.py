@@ -157,6 +157,13 @@ def test_reminders_escalation_and_expiry_at_the_configured_times_under_a_control
     bot.channel.drain()
     expired = next(m for m in fake.messages.values() if "Expired, nothing applied" in json.dumps(m.get("blocks")))
     assert bot.reminders.tick(now=t0 + 90 * 60) == []  # expired once; no more reminders
+    # the approvers' Home no longer lists it as waiting for them: it says it expired
+    bot.home.wall = lambda: t0 + 61 * 60
+    rows = bot.home.rows("U0BOB")
+    assert rows["waiting"] == [] and [r["expired"] for r in rows["runs"]] == [True]
+    assert "approval expired, nothing applied" in json.dumps(bot.home.view("U0BOB"))
+    bot.home.wall = lambda: t0
+    assert [r["run"].id for r in bot.home.rows("U0BOB")["waiting"]] == [run_id]
     assert not (bot.runner.runbooks_dir.parent / "marks.txt").exists()
 
     # a late click on Approve is refused by the engine; the answer names the Slack way on, not the CLI

@@ -4,6 +4,7 @@ probe against a local HTTP server and the real watch service."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -103,6 +104,9 @@ def test_watch_start_now_alert_rollback_chart_stop(watched):
     alert_text = json.dumps(alert["blocks"], ensure_ascii=False)
     assert "Crossed:" in alert_text and "full table is in summary #2" in alert_text and "chart attached" in alert_text
     assert sum(1 for b in alert["blocks"] if b["type"] == "section" and "🔴 *" in b["text"]["text"]) == 0
+    # the breach is paged again until acknowledged: the on-demand tick told the pager too
+    pages = bot.reminders.tick(now=time.time() + bot.reminders.alert_repeat + 1)
+    assert [p["kind"] for p in pages] == ["page"]
     charts = [f for f in fake.files.values() if (f.get("name") or "").endswith(".png") and "alert" in f["name"]]
     assert charts and charts[0]["content"].startswith(b"\x89PNG")
 

@@ -37,8 +37,10 @@ MAX_ROWS = 20
 class HomePublisher:
     def __init__(self, client: Any, store: Any, run_view: Callable[[str], Any], *, directory: Any = None,
                  gate: Any = None, min_interval: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 thread_link: Callable[[str], str | None] | None = None) -> None:
+                 thread_link: Callable[[str], str | None] | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.client = client
+        self.wall = wall  # the wall clock approval expiry is measured on (tests control it)
         self.store = store
         self.run_view = run_view
         self.directory = directory
@@ -129,7 +131,11 @@ class HomePublisher:
             current = next((s for s in run.steps if s.state not in ("succeeded", "skipped", "rolled_back")), None)
             item = {"run": run, "step": current, "link": self.thread_link(run.id),
                     "mine": run.started_by == user}
-            if current is not None and current.state == "awaiting_approval" and run.state in ACTIVE \
+            policy = (current.approval_policy or {}) if current is not None else {}
+            expired = bool(current is not None and policy.get("expires_after") and current.requested_at
+                           and self.wall() - current.requested_at > policy["expires_after"])
+            item["expired"] = expired
+            if current is not None and current.state == "awaiting_approval" and run.state in ACTIVE and not expired \
                     and self._may_approve(user, current.approval_policy) \
                     and not any(a["approver"] == user for a in current.approvals) \
                     and (run.started_by != user or (current.approval_policy or {}).get("allow_self")):

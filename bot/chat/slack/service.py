@@ -233,7 +233,8 @@ class SlackService:
                 self._say(f"Stopped the watch of run {run.id}." if stopped else f"Run {run.id} has no active watch.",
                           **where)
             elif action == "now":
-                watch.tick_now(self.store, run.id, self.channel, run_view=self.runner.view)
+                # the engine's channel: the thread, and also the App Home and the breach pager
+                watch.tick_now(self.store, run.id, self.runner.channel, run_view=self.runner.view)
                 self._say(f"Posted a watch summary in the thread of run {run.id}.", **where)
             else:
                 png = watch.chart_png(self.store, run.id)
