@@ -150,9 +150,20 @@ def test_the_global_shortcut_asks_for_a_channel_and_a_locked_environment_is_refu
                 "api_app_id": "A111", "token": "legacy-verification-token", "action_ts": "1.0"}
     assert post(url, interactive_body(shortcut)).status_code == 200
     opened = _view(wait_for(lambda: fake.calls_to("views.open"), message="launcher")[0])
-    choices = launcher.catalogue(bot.runner.runbooks_dir)
-    form = launcher.form_view(choices, selected="demo", channel=json.loads(opened["private_metadata"])["channel"])
+    assert json.loads(opened["private_metadata"])["channel"] is None
+    pick = {"type": "static_select", "action_id": "launch_pick_runbook", "block_id": "launch_runbook",
+            "selected_option": {"text": {"type": "plain_text", "text": "demo"}, "value": "demo"}}
+    post(url, interactive_body(view_action_payload(opened, pick, user="U0BOB")))
+    form = _view(wait_for(lambda: fake.calls_to("views.update"), message="form")[0])
     assert _element(form, "launch_channel")["type"] == "conversations_select"
+    values = {"param:env": {"value": {"type": "static_select", "selected_option": {"value": "staging"}}},
+              "launch_channel": {"value": {"type": "conversations_select", "selected_conversation": "C0NEW"}}}
+    assert post(url, interactive_body(submission_payload(form, values, user="U0BOB"))).json()["response_action"] \
+        == "update"
+    ready = wait_for(lambda: [v for v in map(_view, fake.calls_to("views.update")) if "submit" in v
+                              and v["callback_id"] == "launch_plan"], message="plan screen")[-1]
+    assert "<#C0NEW>" in json.dumps(ready["blocks"])  # the picked channel gets the thread
+    choices = launcher.catalogue(bot.runner.runbooks_dir)
 
     # someone else holds the environment: Start is refused in the modal, nothing new is stored
     bot.runner.start(str(choices["demo"].path), {"env": "staging"}, started_by="U0ALICE", front_end="slack",
