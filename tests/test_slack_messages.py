@@ -317,3 +317,17 @@ def test_cli_hints_become_slack_actions():
     assert "`/runbook replan r-1`" in json.dumps(refusal.blocks)
     assert [e["action_id"] for b in refusal.blocks if b["type"] == "actions" for e in b["elements"]] == \
         [Action.REREQUEST.value]
+
+
+@pytest.mark.parametrize("name", ["step", "notify", "say", "run_finished", "refusal"])
+def test_no_cli_hint_reaches_slack(name):
+    hint = "decide it first (`runbook-bot resolve r-1 copy-db rollback`) or `runbook-bot replan r-1`"
+    run = make_run(state="failed", error=hint)
+    ctx = {"step": {"run": run, "step": make_step(1, state="failed", error=hint), "progress": None},
+           "notify": {"run": run, "text": hint, "level": "error"}, "say": {"text": hint},
+           "run_finished": {"run": run},
+           "refusal": {"message": hint, "code": "interrupted", "run_id": "r-1", "step_key": None}}[name]
+    msg = messages.render(name, ctx)
+    shown = json.dumps({"text": msg.text, "blocks": msg.blocks}, ensure_ascii=False)
+    assert "runbook-bot" not in shown
+    assert "`/runbook replan r-1`" in shown and "*Rollback* button on step copy-db" in shown
