@@ -237,3 +237,26 @@ def test_a_breach_alert_pages_on_call_until_acknowledged_and_the_ack_is_audited(
     event = next(e for e in bot.store.events(run_id) if e["action"] == "watch.alert_acknowledged")
     assert event["detail"] == {"tick_no": 4, "by": "U0CAROL"}
     assert bot.reminders.tick(now=clock[0] + 2000) == []  # no more pages once acknowledged
+
+
+def test_a_burst_of_transitions_is_one_publish_per_viewer_per_interval(served):
+    """Coalescing under a controlled clock: 20 transitions within the interval publish once, the newest state."""
+    bot, server, fake = served
+    post(server.url + EVENTS_PATH, command_body("run demo", user="U0ALICE", response_url=fake.response_url()))
+    run_id = wait_for(lambda: bot.store.list_runs(), message="run")[0]["id"]
+    wait_for(lambda: bot.store.get_step(run_id, "mark-a")["state"] == "awaiting_approval", message="awaiting")
+    clock = [1000.0]
+    bot.home.clock = lambda: clock[0]
+    bot.home.min_interval = 60.0
+    bot.home.opened("U0BOB")
+    wait_for(lambda: len(_homes(fake, "U0BOB")) == 1, message="the first publish")
+    view = bot.runner.view(run_id)
+    for _ in range(20):
+        bot.home.run_changed(view)
+    wait_for(lambda: bot.home._changed == {} and "U0BOB" in bot.home._dirty, message="resolved, waiting")
+    assert len(_homes(fake, "U0BOB")) == 1  # nothing more within the interval
+    clock[0] += 61
+    with bot.home._cond:
+        bot.home._cond.notify_all()
+    wait_for(lambda: len(_homes(fake, "U0BOB")) == 2, message="one publish for the burst")
+    assert bot.home.idle() and len(_homes(fake, "U0BOB")) == 2

@@ -50,6 +50,7 @@ class HomePublisher:
         self.thread_link = thread_link or (lambda run_id: None)
         self.summaries: dict[str, str] = {}  # run id -> the first line of its latest watch summary
         self._dirty: set[str] = set()
+        self._changed: dict[str, Any] = {}  # run id -> its newest view, not yet resolved into viewers
         self._last: dict[str, float] = {}
         self._cond = threading.Condition()
         self._stopped = False
@@ -71,13 +72,25 @@ class HomePublisher:
         self._mark({user}, now=True)
 
     def run_changed(self, run: Any) -> None:
-        """A transition of `run`: mark the viewers it concerns (cheap; never calls Slack)."""
+        """A transition of `run`: note it and return at once (the engine's thread never waits on Slack;
+        working out whom it concerns may look up a user group, so the publisher thread does that)."""
+        with self._cond:
+            self._changed[run.id] = run
+            self._cond.notify_all()
+
+    def _resolve(self, runs: list[Any]) -> None:
+        """Mark the viewers that these changed runs concern (on the publisher thread)."""
         try:
             viewers = self.viewers()
-            concerned = {v for v in viewers if self._concerns(run, v)}
-        except Exception:  # a Home that lags must never break the engine's call
-            log.exception("App Home: could not work out whom run %s concerns", getattr(run, "id", "?"))
+        except Exception:  # a Home that lags must never stop the publisher
+            log.exception("App Home: could not read the viewers")
             return
+        concerned: set[str] = set()
+        for run in runs:
+            try:
+                concerned |= {v for v in viewers if self._concerns(run, v)}
+            except Exception:  # one run's lookup failing must not hide the others
+                log.exception("App Home: could not work out whom run %s concerns", getattr(run, "id", "?"))
         self._mark(concerned)
 
     def thread_started(self, run_id: str) -> None:
@@ -184,6 +197,8 @@ class HomePublisher:
         """The next viewer due a publish, waiting as needed; None once closed."""
         with self._cond:
             while not self._stopped:
+                if self._changed:
+                    return ""  # runs changed: resolve them into viewers first
                 now = self.clock()
                 due = [u for u in self._dirty if now - self._last.get(u, -1e18) >= self.min_interval]
                 if due:
@@ -203,6 +218,11 @@ class HomePublisher:
             user = self._next()
             if user is None:
                 return
+            if user == "":
+                with self._cond:
+                    runs, self._changed = list(self._changed.values()), {}
+                self._resolve(runs)
+                continue
             if self.gate is not None:
                 self.gate.wait_quiet()
             try:
@@ -212,7 +232,7 @@ class HomePublisher:
 
     def idle(self) -> bool:
         with self._cond:
-            return not self._dirty
+            return not self._dirty and not self._changed
 
     def close(self) -> None:
         with self._cond:
