@@ -321,6 +321,11 @@ def test_reject_stops_the_run_and_shows_who_rejected(served):
         print([(r["id"], r["state"]) for r in bot.store.list_runs()], fake.methods())
         raise
     run_id = json.loads(_buttons(msg)["step_reject"]["value"])["run"]
+    # someone who may not reject is told so at once, with no modal to fill in for nothing
+    post(url, interactive_body(click_payload(_buttons(msg)["step_reject"], user="U0DAVE", message_ts=msg["ts"],
+                                             response_url=fake.response_url("dave"))))
+    wait_for(lambda: any("may not reject" in json.dumps(p) for p in _responses(fake)), message="refusal")
+    assert fake.calls_to("views.open") == []
     # Reject asks why first: a modal, opened with the click's trigger id
     post(url, interactive_body(click_payload(_buttons(msg)["step_reject"], user="U0CAROL", message_ts=msg["ts"])))
     modal = wait_for(lambda: fake.calls_to("views.open"), message="reject modal")[0].payload["view"]

@@ -318,9 +318,7 @@ class SlackService:
         (`Runner.replan`: waiting steps go back to pending, old approvals never count again)."""
         where = {"user": user, "channel": channel, "response_url": response_url}
         run, step, _ = self.confirm_text(run_id, step_key)
-        policy = (step.approval_policy or {}) if step else {}
-        allowed = user == run.started_by or any(self.runner.directory.matches(user, a)
-                                                for a in policy.get("approvers") or [])
+        allowed = self.may_decide(run, step, user)
         if step is None or step.state != "awaiting_approval" or not allowed:
             code = "not_allowed" if step is not None and step.state == "awaiting_approval" else "not_awaiting"
             message = (f"{user} may not re-request {step_key}: only its approvers or the person who started the run"
@@ -334,6 +332,17 @@ class SlackService:
         else:
             self._refusal(decision, run.id, step_key, **where)
         return decision
+
+    def may_decide(self, run: Any, step: Any, user: str) -> bool:
+        """May `user` reject or re-request this step: its approvers, or the person who started the run
+        (the engine's rule for reject; checked here too so nobody types a reason only to be refused)."""
+        policy = (step.approval_policy or {}) if step else {}
+        if user == run.started_by:
+            return True
+        try:
+            return any(self.runner.directory.matches(user, a) for a in policy.get("approvers") or [])
+        except DirectoryUnavailable:
+            return True  # cannot tell now: let the engine decide when the reason is submitted
 
     def acknowledge_alert(self, *, user: str, channel: str | None, run_id: str, tick_no: Any,
                           response_url: str | None = None) -> None:

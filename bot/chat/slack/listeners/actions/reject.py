@@ -14,8 +14,8 @@ def reject_clicked(ack: Any, body: dict[str, Any], action: dict[str, Any], clien
     ack()
     c = clicked(body, action)
     run, step, _confirm = context["service"].confirm_text(c["run_id"], c["step_key"])
-    if step is None or step.state != "awaiting_approval":
-        # decided or gone meanwhile: let the engine say why, privately
+    if step is None or step.state != "awaiting_approval" or not context["service"].may_decide(run, step, c["user"]):
+        # decided or gone meanwhile, or not theirs to reject: the engine says why (privately) and audits it
         context["work"].submit(context["service"].reject, user=c["user"], channel=c["channel"], run_id=c["run_id"],
                                step_key=c["step_key"], response_url=c["response_url"], reason="")
         return
