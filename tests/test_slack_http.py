@@ -291,6 +291,8 @@ def test_an_interrupted_step_offers_verify_retry_skip_rollback(served):
     bot, server, fake = served
     run = bot.runner.start("demo", {}, started_by="U0ALICE", front_end="slack", chat={"channel": "C0OPS"})
     wait_for(lambda: bot.store.get_step(run.id, "mark-a")["state"] == "awaiting_approval", message="awaiting")
+    # the engine has told the channel (a view built before the crash below must not land after it)
+    wait_for(lambda: (m := _step_message(fake, "mark-a")) and _buttons(m), message="approval buttons")
     # the process that was applying mark-a died (its pid does not exist)
     assert bot.store.transition_step(run.id, "mark-a", ["awaiting_approval"], "applying", actor="U0BOB",
                                      front_end="slack", owner=f"{socket.gethostname()}:999999999",
