@@ -18,7 +18,9 @@ No bolt here: listeners (`bot.chat.slack.listeners.launch`) call these builders 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from bot.chat.slack import messages
 from bot.chat.slack.ids import Block
 from bot.runbook.load import RunbookInvalid, find_runbooks, load_runbook
 from bot.runbook.model import Param, Runbook
+
+log = logging.getLogger(__name__)
 
 MAX_OPTIONS = 100  # Slack's static select limit
 
@@ -221,13 +225,20 @@ class LaunchFlow:
         except StartRefused as exc:
             self.client.views_update(view_id=view_id, view=plan_view(phase="refused", error=str(exc), **meta))
             return
-        view = self._wait_final(run.id)
-        self.client.views_update(view_id=view_id, view=plan_view(phase="ready", steps=view.steps, preview=run.id,
-                                                                 **meta))
+        # Planning may take a while (real read-only calls); wait on a thread of its own, not on one of
+        # the few work-pool threads that answer everyone's clicks.
+        threading.Thread(target=self._show_plans, args=(view_id, run.id, meta), daemon=True,
+                         name=f"launcher-{run.id}").start()
+
+    def _show_plans(self, view_id: str, preview_id: str, meta: dict[str, Any]) -> None:
+        try:
+            view = self._wait_final(preview_id)
+            self.client.views_update(view_id=view_id, view=plan_view(phase="ready", steps=view.steps,
+                                                                     preview=preview_id, **meta))
+        except Exception:  # nobody waits on this thread: say it in the log, loudly
+            log.exception("launcher: showing the plans of %s failed", preview_id)
 
     def _wait_final(self, run_id: str) -> Any:
-        import time
-
         deadline = time.monotonic() + self.plan_timeout
         while time.monotonic() < deadline:
             row = self.service.store.get_run(run_id)
