@@ -56,6 +56,7 @@ class SlackChannel:
             OrderedDict()
         self._last_progress: dict[tuple[str, str], float] = {}
         self._uploaded: dict[tuple[str, str], str] = {}
+        self._versions: dict[tuple[str, str], float] = {}  # message -> `updated_at` of the newest view queued
 
     # -- the Channel protocol ---------------------------------------------------------------------
 
@@ -175,7 +176,15 @@ class SlackChannel:
                         " not posting %s", run.id, name)
             return
         key = (run.id, name)
+        version = getattr(run, "updated_at", None)
         with self._lock:
+            # Views are built by the engine's threads; one built before a later transition can arrive
+            # after it (a slow telling racing a resume). Never let an older view overwrite a newer one.
+            newest = self._versions.get(key)
+            if version is not None and newest is not None and version < newest:
+                return
+            if version is not None:
+                self._versions[key] = version
             scheduled = key in self._latest
             self._latest[key] = (channel, thread, msg)
         if not scheduled:
