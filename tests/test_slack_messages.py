@@ -107,7 +107,7 @@ def contexts() -> dict[str, list[dict]]:
     extreme_signals = [{**signals[i % 3], "name": f"sig{i}", "label": UNICODE * 3, "detail": UNICODE * 20}
                        for i in range(200)]
     summary = {"run_id": "r1", "tick_no": 7, "at": NOW, "gap_seconds": None, "final": False, "state": "warn",
-               "signals": signals}
+               "signals": signals, "headline": "Changed since summary #6: Edge 504 rate ok → breach."}
     alert = {**summary, "state": "breach", "on_call": ["@platform-oncall", "U0BOB"],
              "evidence": ["12 of 400 requests answered 504 at the edge in 10 minutes", "api p99 4.2 s"],
              "breached": ["edge_504_rate"]}
@@ -176,8 +176,8 @@ def new_template_contexts(run, awaiting, awaiting_extreme, many_steps, summary, 
     many["broken"] = launcher.Choice("broken", Path("/x"), None, unicode * 100)
     assert isinstance(wide.params["p0"], Param)
     item = {"run": run, "step": awaiting, "link": "https://fake.slack.com/archives/C0OPS/p1700000001000100",
-            "mine": True}
-    far = {"run": run, "step": awaiting_extreme, "link": None, "mine": False}
+            "mine": True, "expired": False}
+    far = {"run": run, "step": awaiting_extreme, "link": None, "mine": False, "expired": True}
     return {
         "launcher_form": [launcher.form_context(shipped, selected=None, channel="C0OPS"),
                           launcher.form_context(shipped, selected="aws-ecs-to-do-app", channel=None),
