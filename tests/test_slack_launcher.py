@@ -173,3 +173,22 @@ def test_the_global_shortcut_asks_for_a_channel_and_a_locked_environment_is_refu
     answer = post(url, interactive_body(submission_payload(ready, {}, user="U0BOB"))).json()
     assert "did not start" in json.dumps(answer["view"]) and "already active" in json.dumps(answer["view"])
     assert len([r for r in bot.store.list_runs() if not r["dry_run"]]) == 1
+
+
+def test_a_runbook_broken_after_the_form_opened_is_refused_inline_and_nothing_is_stored(served):
+    bot, server, fake, marks = served
+    choices = launcher.catalogue(bot.runner.runbooks_dir)
+    form = launcher.form_view(choices, selected="typed", channel="C0OPS")
+    path = choices["typed"].path
+    path.write_text(path.read_text().replace("kind: test.mark", "kind: test.nope"), encoding="utf-8")
+    values = {"param:replicas": {"value": {"type": "number_input", "value": "2"}}}
+    answer = post(server.url + EVENTS_PATH, interactive_body(submission_payload(form, values, user="U0ALICE"))).json()
+    assert answer == {"response_action": "errors", "errors": {"launch_runbook": "pick a runbook that loads"}}
+    assert bot.store.list_runs() == []
+
+
+def test_engine_refusals_land_under_the_input_they_name():
+    model = launcher.catalogue(ROOT / "runbooks")["aws-ecs-to-do-app"].model
+    assert launcher.refusal_errors(model, "parameter new_ip: expected an address") == \
+        {"param:new_ip": "parameter new_ip: expected an address"}
+    assert list(launcher.refusal_errors(model, "run r-1 is already active")) == ["param:env"]

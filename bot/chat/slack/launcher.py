@@ -168,8 +168,8 @@ class LaunchFlow:
 
         flow = LaunchFlow(service, client)
         flow.open(trigger_id, channel="C1")                 # views.open, right after the ack
-        ack_kwargs = flow.submitted(view, user="U1")        # errors inline, or the "planning" screen
-        flow.preview(view_id, user="U1", meta=...)          # on the work pool: dry run, then views.update
+        ack_kwargs, job = flow.submitted(view, user="U1")   # errors inline, or the "planning" screen
+        flow.show_plans_later(view_id, job)                 # after the ack: wait for the dry run, views.update
         ack_kwargs = flow.start(view, user="U1")            # the Start button (the plan modal's submit)
     """
 
@@ -210,25 +210,23 @@ class LaunchFlow:
             return {"response_action": "errors",
                     "errors": {param_block_id(longest): "too long: the values together must stay under "
                                                         "about 2500 characters"}}, None
-        screen = plan_view(phase="planning", **plan_meta)
-        return {"response_action": "update", "view": screen}, plan_meta
-
-    def preview(self, view_id: str, *, user: str, meta: dict[str, Any]) -> None:
-        """Plan every step with a dry run (read-only, recorded, silent in Slack), then show the plans."""
+        # The engine's own checks, inline: a dry run is stored and planned only if the params pass
+        # everything `/runbook run NAME k=v` would (types, required, targets rendered with them).
         from bot.engine.runner import StartRefused
 
-        runner = self.service.runner
-        path = self.choices()[meta["runbook"]].path
         try:
-            run = runner.start(str(path), meta["params"], started_by=user, front_end="slack",
-                               chat={"quiet": True, "launcher": True}, dry_run=True)
+            run = self.service.runner.start(str(choice.path), typed, started_by=user, front_end="slack",
+                                            chat={"quiet": True, "launcher": True}, dry_run=True)
         except StartRefused as exc:
-            self.client.views_update(view_id=view_id, view=plan_view(phase="refused", error=str(exc), **meta))
-            return
-        # Planning may take a while (real read-only calls); wait on a thread of its own, not on one of
-        # the few work-pool threads that answer everyone's clicks.
-        threading.Thread(target=self._show_plans, args=(view_id, run.id, meta), daemon=True,
-                         name=f"launcher-{run.id}").start()
+            return {"response_action": "errors", "errors": refusal_errors(choice.model, str(exc))}, None
+        screen = plan_view(phase="planning", **plan_meta)
+        return {"response_action": "update", "view": screen}, {"preview": run.id, "meta": plan_meta}
+
+    def show_plans_later(self, view_id: str, job: dict[str, Any]) -> None:
+        """After the ack: wait for the dry run on a thread of its own (planning makes real read-only calls
+        and may take a while; the few work-pool threads answer everyone's clicks), then show the plans."""
+        threading.Thread(target=self._show_plans, args=(view_id, job["preview"], job["meta"]), daemon=True,
+                         name=f"launcher-{job['preview']}").start()
 
     def _show_plans(self, view_id: str, preview_id: str, meta: dict[str, Any]) -> None:
         try:
@@ -263,6 +261,17 @@ class LaunchFlow:
         except StartRefused as exc:
             return {"response_action": "update", "view": plan_view(phase="refused", error=str(exc), **base)}
         return {"response_action": "update", "view": plan_view(phase="started", run_id=run.id, **base)}
+
+
+def refusal_errors(model: Runbook, message: str) -> dict[str, str]:
+    """The engine's refusal, under the input it is about (the first one it names; else the first input)."""
+    import re
+
+    for name in model.params:
+        if re.search(rf"(?:parameter |params\.){re.escape(name)}\b|'{re.escape(name)}'", message):
+            return {param_block_id(name): message[:150]}
+    first = next(iter(model.params), None)
+    return {param_block_id(first) if first else Block.LAUNCH_RUNBOOK.value: message[:150]}
 
 
 def plan_view(*, phase: str, runbook: str, params: dict[str, Any], channel: str | None, steps: Any = (),
