@@ -142,7 +142,8 @@ def test_reminders_escalation_and_expiry_at_the_configured_times_under_a_control
     sent = bot.reminders.tick(now=t0 + 10 * 60)
     assert [(s["kind"], s["to"]) for s in sent] == [("reminder", ["@platform-oncall"])]
     assert dms() == ["U0ALICE", "U0BOB", "U0CAROL"]
-    assert any("Reminder" in t and "waited 10m00s" in t for t in _thread_texts(fake))
+    reminder = next(t for t in _thread_texts(fake) if "Reminder" in t and "waited 10m00s" in t)
+    assert "sent by DM to 3 approver(s)" in reminder and "<@" not in reminder and "subteam" not in reminder
     assert bot.reminders.tick(now=t0 + 11 * 60) == []  # claimed once: no repeat within the interval
 
     sent = bot.reminders.tick(now=t0 + 30 * 60)  # escalation, and the third reminder (one, not two)

@@ -135,12 +135,14 @@ class Reminders:
                age: float) -> None:
         dm = policy.get("notify") == "dm"
         mentions = self.channel.mentions(specs)
+        users = self.users(specs) if dm else []
         context = {"run": run, "step": step, "mentions": mentions, "kind": kind, "age": age, "dm": dm,
+                   "dm_count": len(users),
                    "link": getattr(getattr(self.service, "home", None), "thread_link", lambda r: None)(run.id)}
         msg = messages.render("approval_reminder", context)
         self._post(run, name, msg)
         if dm:
-            for user in self.users(specs):
+            for user in users:
                 try:
                     self.poster.send("chat.postMessage", channel=user, unfurl_links=False, **msg.payload())
                 except Exception:  # one closed DM must not stop the others; the thread reply stands
