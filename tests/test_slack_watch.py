@@ -123,5 +123,7 @@ def test_watch_start_now_alert_rollback_chart_stop(watched):
     assert upload.raw.startswith("\ufffdPNG") or "PNG" in upload.raw[:8]
 
     assert "Stopped the watch" in command(f"watch {run_id} stop")
+    # once the watch is over, its unacknowledged breach stops paging
+    assert bot.reminders.tick(now=time.time() + 10 * bot.reminders.alert_repeat) == []
     assert "has no active watch" in command(f"watch {run_id} stop")
     assert "has no active watch" in command(f"watch {run_id} now")

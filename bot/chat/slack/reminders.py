@@ -197,6 +197,8 @@ class Reminders:
         rows = [dict(r) for r in self.store.conn().execute(
             f"SELECT * FROM {ALERTS} WHERE acked_at IS NULL AND last_page_at <= ?", (now - self.alert_repeat,))]
         for row in rows:
+            if self._breach_over(row["run_id"]):
+                continue  # the watch ended or every signal recovered: nobody needs waking any more
             with self.store.transaction() as conn:
                 moved = conn.execute(f"UPDATE {ALERTS} SET last_page_at = ?, pages = pages + 1 WHERE run_id = ?"
                                      " AND tick_no = ? AND acked_at IS NULL AND last_page_at = ?",
@@ -216,6 +218,16 @@ class Reminders:
                                                               "page": row["pages"] + 1})
             out.append({"kind": "page", "run": run.id, "tick_no": row["tick_no"], "to": on_call})
         return out
+
+    def _breach_over(self, run_id: str) -> bool:
+        try:
+            from bot.watch import tables
+        except ModuleNotFoundError:  # the watch package is optional in this build
+            return False
+        watch = tables.get_watch(self.store, run_id)
+        if watch is None:
+            return False  # an alert without a stored watch: page until acknowledged
+        return watch["state"] != "active" or not watch.get("alerted")
 
     def acknowledge(self, run_id: str, tick_no: int, *, user: str) -> str | None:
         """Stop paging for this alert; None when it was acknowledged already (who did is returned otherwise)."""
