@@ -192,3 +192,17 @@ def test_engine_refusals_land_under_the_input_they_name():
     assert launcher.refusal_errors(model, "parameter new_ip: expected an address") == \
         {"param:new_ip": "parameter new_ip: expected an address"}
     assert list(launcher.refusal_errors(model, "run r-1 is already active")) == ["param:env"]
+
+
+def test_run_name_leaving_out_a_required_param_opens_its_form(served):
+    bot, server, fake, marks = served
+    url = server.url + EVENTS_PATH
+    post(url, command_body("run typed", user="U0ALICE", response_url=fake.response_url()))
+    form = _view(wait_for(lambda: fake.calls_to("views.open"), message="form")[0])
+    assert _element(form, "launch_runbook")["initial_option"]["value"] == "typed"
+    assert _element(form, "param:replicas")["type"] == "number_input" and form["submit"]["text"] == "Plan it"
+    assert bot.store.list_runs() == []
+    # a runbook whose params all have defaults still starts at once
+    post(url, command_body("run demo", user="U0ALICE", response_url=fake.response_url()))
+    wait_for(lambda: bot.store.list_runs(), message="run started")
+    assert len(fake.calls_to("views.open")) == 1

@@ -181,6 +181,11 @@ class LaunchFlow:
     def choices(self) -> dict[str, Choice]:
         return catalogue(self.service.runbooks_dir())
 
+    def needs_form(self, name: str) -> bool:
+        """`/runbook run NAME` alone, for a runbook with a required param: the form asks for it."""
+        choice = self.choices().get(name)
+        return bool(choice and choice.model and any(p.is_required for p in choice.model.params.values()))
+
     def open(self, trigger_id: str, *, channel: str | None, selected: str | None = None) -> None:
         self.client.views_open(trigger_id=trigger_id, view=form_view(self.choices(), selected=selected,
                                                                      channel=channel))
