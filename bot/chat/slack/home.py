@@ -7,10 +7,10 @@
     home.close()
 
 Why it is shaped like this: `views.publish` is one call per user, rate-limited by Slack, and the
-engine moves several times a second. So a transition only *marks* the viewers it concerns (the
-run's starter and whoever may approve one of its steps, among the people who have opened the Home
-at least once; everyone else gets a fresh Home when they open it) and returns at once; one
-publisher thread renders and publishes each marked viewer, at most once per `min_interval`
+engine moves several times a second. So a transition only *notes* the run and returns at once; one
+publisher thread works out the viewers it concerns (the run's starter and whoever may approve one
+of its steps, among the people who have opened the Home at least once; everyone else gets a fresh
+Home when they open it), then renders and publishes each of them, at most once per `min_interval`
 seconds per viewer (coalescing a burst into one publish of the newest state), giving way to acks
 in flight (`AckGate`). A 429 is retried by the client's RateLimitErrorRetryHandler.
 
@@ -131,14 +131,12 @@ class HomePublisher:
         waiting, runs = [], []
         for row in self.store.list_runs(limit=200):
             recent = row["state"] in ACTIVE or (row["started_by"] == user and len(runs) < MAX_ROWS)
-            if not recent:
-                continue
+            if not recent or (row.get("chat") or {}).get("quiet"):
+                continue  # old, or one of the launcher's dry runs
             try:
                 run = self.run_view(row["id"])
             except KeyError:
                 continue
-            if (getattr(run, "chat", None) or {}).get("quiet"):
-                continue  # the launcher's dry runs
             if not self._concerns(run, user):
                 continue
             current = next((s for s in run.steps if s.state not in ("succeeded", "skipped", "rolled_back")), None)
