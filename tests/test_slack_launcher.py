@@ -140,6 +140,8 @@ def test_run_alone_opens_the_launcher_and_a_submitted_form_starts_a_run_with_typ
     assert run["params"] == {"env": "production", "replicas": 4, "drain": True, "note": "go"}
     assert run["started_by"] == "U0ALICE" and run["chat"]["channel"] == "C0OPS"
     wait_for(lambda: bot.store.get_step(run["id"], "mark")["state"] == "awaiting_approval", message="asks")
+    # the preview's dry run is in the audit, not on anyone's App Home
+    assert [item["run"].id for item in bot.home.rows("U0ALICE")["runs"]] == [run["id"]]
 
 
 def test_the_global_shortcut_asks_for_a_channel_and_a_locked_environment_is_refused_in_the_modal(served):
