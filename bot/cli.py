@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the bot: Slack when configured, else the console demo on the sandbox")
     p.add_argument("--http", action="store_true", help="serve Slack over HTTP instead of Socket Mode")
     p.add_argument("--port", type=int, default=None, help="HTTP port (default $PORT or 3000)")
+    p.add_argument("--host", default=None,
+                   help="interface to listen on (default 127.0.0.1; 0.0.0.0 when $PORT is set)")
     p.add_argument("--console", action="store_true", help="force the console demo even when Slack is configured")
 
     for name, helptext in (("run", "walk a run in the terminal"), ("plan", "print every plan; change nothing")):
@@ -135,8 +137,13 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ["RUNBOOK_BOT_DB"] = str(Path(args.db).resolve())
     handler = COMMANDS[args.command]
+    from bot.engine.store_faults import StoreFault
+
     try:
         return handler(args, console)
+    except StoreFault as exc:  # one line naming the file and what to do, never a traceback
+        print(f"runbook-bot: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         console.print("interrupted; the run's state is in the store: `runbook-bot status`")
         return EXIT_WAITING
@@ -378,7 +385,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     if slack_configured and not args.console:
         from bot.chat.slack import serve
 
-        return serve(http=args.http, port=args.port)
+        return serve(http=args.http, port=args.port, host=args.host)
     from bot.sandbox import run_demo
 
     console.print("[bold]No Slack settings found[/] (SLACK_BOT_TOKEN, SLACK_APP_TOKEN or SLACK_SIGNING_SECRET): "

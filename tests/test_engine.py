@@ -255,10 +255,10 @@ def test_blocking_plan_and_template_failures_stop_the_run_cleanly(tmp_path, stor
             with: {url: "{{ env.NEEDED_URL }}"}
     """)
     runner = Runner(store)
-    run = runner.start(path, {}, started_by="dave", front_end="console")
-    view = runner.view(run.id)
-    assert view.state == "failed"
-    assert "env.NEEDED_URL is not defined" in view.steps[0].error
+    # Refused when the run starts (inputs are rendered with the real values first), nothing stored.
+    with pytest.raises(StartRefused, match=r"rb.yaml:\d+:\d+: steps\[0\].with.url: env.NEEDED_URL is not defined"):
+        runner.start(path, {}, started_by="dave", front_end="console")
+    assert store.list_runs() == []
 
 
 def test_changed_runbook_refuses_to_resume_until_replanned(tmp_path, store):

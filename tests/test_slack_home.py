@@ -261,3 +261,15 @@ def test_a_burst_of_transitions_is_one_publish_per_viewer_per_interval(served):
         bot.home._cond.notify_all()
     wait_for(lambda: len(_homes(fake, "U0BOB")) == 2, message="one publish for the burst")
     assert bot.home.idle() and len(_homes(fake, "U0BOB")) == 2
+
+
+@pytest.mark.parametrize("action_id,value", [("step_rerequest", "not json"), ("step_rerequest", '{"run": 5}'),
+                                             ("alert_ack", "[]"), ("alert_ack", '{"run": "r-x", "tick": "x"}')])
+def test_damaged_rerequest_and_acknowledge_buttons_are_answered_and_record_nothing(served, action_id, value):
+    bot, server, fake = served
+    r = post(server.url + EVENTS_PATH, interactive_body(click_payload(
+        {"action_id": action_id, "value": value}, user="U0BOB", response_url=fake.response_url("h"))))
+    assert r.status_code == 200
+    answer = wait_for(lambda: fake.calls_to("response_url"), message="a private answer")[0]
+    assert "nothing was recorded" in json.dumps(answer.payload) or "cannot be acknowledged" in json.dumps(answer.payload)
+    assert bot.store.events() == []

@@ -208,3 +208,29 @@ def test_run_name_leaving_out_a_required_param_opens_its_form(served):
     post(url, command_body("run demo", user="U0ALICE", response_url=fake.response_url()))
     wait_for(lambda: bot.store.list_runs(), message="run started")
     assert len(fake.calls_to("views.open")) == 1
+
+
+@pytest.mark.parametrize("metadata", ["not json", "[1, 2]", '{"runbook": 5, "params": "x", "channel": 7}'])
+def test_damaged_launcher_metadata_is_refused_inline_and_starts_nothing(served, metadata):
+    bot, server, fake, marks = served
+    url = server.url + EVENTS_PATH
+    choices = launcher.catalogue(bot.runner.runbooks_dir)
+    for view in (launcher.form_view(choices, selected="demo", channel="C0OPS"),
+                 launcher.plan_view(phase="ready", runbook="demo", params={}, channel="C0OPS", preview="r-x")):
+        view = dict(view, private_metadata=metadata)
+        answer = post(url, interactive_body(submission_payload(view, {}, user="U0ALICE")))
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["response_action"] in ("errors", "update")
+        if body["response_action"] == "update":
+            assert "did not start" in json.dumps(body["view"])
+    assert bot.store.list_runs() == []
+
+
+def test_a_damaged_reject_form_records_nothing(served):
+    bot, server, fake, marks = served
+    view = {"type": "modal", "callback_id": "reject_reason", "private_metadata": "{{oops",
+            "title": {"type": "plain_text", "text": "Reject this step"}, "blocks": []}
+    values = {"reject_reason": {"reason": {"type": "plain_text_input", "value": "no"}}}
+    answer = post(server.url + EVENTS_PATH, interactive_body(submission_payload(view, values, user="U0BOB"))).json()
+    assert answer["response_action"] == "errors" and "cannot be read" in answer["errors"]["reject_reason"]

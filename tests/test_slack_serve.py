@@ -28,6 +28,7 @@ def test_serve_http_answers_health_and_commands_then_stops_cleanly(slack_api, tm
     env = {**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
            "SLACK_API_URL": slack_api.base_url, "RUNBOOK_BOT_STATE_DIR": str(tmp_path / "state"),
            "RUNBOOK_BOT_RUNBOOKS": str(tmp_path / "runbooks"), "PYTHONPATH": str(PROJECT_ROOT)}
+    env.pop("PORT", None)
     proc = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--http", "--port", str(port)], env=env,
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -56,6 +57,10 @@ def test_serve_http_answers_health_and_commands_then_stops_cleanly(slack_api, tm
             proc.kill()
             raise
     assert code == 0
+    output = proc.stdout.read()
+    # no $PORT: loopback only; no step was applying, so no warning that one is
+    assert f"on http://127.0.0.1:{port}" in output, output
+    assert "still applying" not in output, output
     time.sleep(0.1)
 
 

@@ -45,6 +45,7 @@ from bot import secrets as secret_values
 from bot.engine.channel import Progress, QuietChannel, RunView, StepView
 from bot.engine.store import LockHeld, Store
 from bot.platforms.errors import PlatformError
+from bot.runbook.plancheck import rendered_input_problems
 from bot.runbook.load import LoadedRunbook, RunbookInvalid, format_path, load_runbook, resolve_runbook
 from bot.runbook.model import ApprovalPolicy, RollbackSpec, Step
 from bot.runbook.render import (
@@ -173,6 +174,8 @@ class Runner:
         model = loaded.model
         typed = self._coerce_params(loaded, params)
         targets = self._targets(loaded, typed)
+        if problems := rendered_input_problems(loaded, typed):  # before any approval is asked
+            raise StartRefused("inputs are not valid once rendered:\n" + "\n".join(problems))
         lock_keys = [] if dry_run else self._lock_keys(loaded, typed, targets)
         steps = [{"key": s.id, "step_id": s.id, "idx": i, "kind": s.kind, "phase": "forward"}
                  for i, s in enumerate(model.steps)]

@@ -33,6 +33,7 @@ from typing import Any
 import sqlite_utils
 
 from bot import secrets
+from bot.engine.store_faults import StoreFault, check_identity, check_writable, explain, file_identity
 
 SCHEMA_VERSION = 1
 
@@ -41,6 +42,15 @@ def _dumps(value: Any) -> str | None:
     if value is None:
         return None
     return json.dumps(secrets.redact_obj(value), sort_keys=True, default=str)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open; a connection SQLite already rolled back is fine."""
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.DatabaseError:
+        pass  # SQLite rolls back itself on a full disk or I/O error; the original error is what matters
 
 
 def _loads(value: str | None) -> Any:
@@ -58,7 +68,15 @@ class Store:
         self._memory_conn: sqlite3.Connection | None = None
         self._memory_lock = threading.RLock()
         self.now = (clock.now if clock is not None else time.time)
-        self._create_schema()
+        self._identity: tuple[int, int] | None = None
+        if self.path != ":memory:":
+            check_writable(self.path)
+        try:
+            self._create_schema()
+        except sqlite3.DatabaseError as exc:
+            raise explain(self.path, exc) from None
+        if self.path != ":memory:":
+            self._identity = file_identity(self.path)  # a later deletion or swap is detected, not followed
 
     # -- connections --------------------------------------------------------------------------
 
@@ -91,20 +109,31 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """`BEGIN IMMEDIATE`: take the write lock up front so a read-then-write cannot race."""
-        conn = self.conn()
+        """`BEGIN IMMEDIATE`: take the write lock up front so a read-then-write cannot race.
+
+        A store error (full disk, read-only file, damaged file, the file deleted under us) rolls
+        the transaction back and raises `StoreFault`: one line naming the file and what to do.
+        A failed COMMIT is rolled back too, so nothing half-written is ever reported as done.
+        """
         lock = self._memory_lock if self.path == ":memory:" else None
         if lock:
             lock.acquire()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            check_identity(self.path, self._identity)
+            try:
+                conn = self.conn()
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                raise explain(self.path, exc) from None
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # sqlite-utils DDL commits on its own (ensure_table)
+                    conn.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(conn)
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise explain(self.path, exc) from None
                 raise
-            else:
-                conn.execute("COMMIT")
         finally:
             if lock:
                 lock.release()
@@ -209,9 +238,16 @@ class Store:
         )
 
     def ensure_table(self, name: str, columns: dict[str, Any], pk: Any, **kwargs: Any) -> sqlite_utils.db.Table:
-        """Create a table other modules own (watches, samples, outbox) if it is not there yet."""
+        """Create a table other modules own (watches, samples, outbox) if it is not there yet.
+
+        The DDL runs under `BEGIN IMMEDIATE` like every write: run as sqlite-utils' own deferred
+        transaction it could fail at once with "database is locked" while another thread wrote
+        (SQLite does not wait on a lock upgrade), which made tests/test_slack_watch.py flaky.
+        """
         table = self.db[name]
-        table.create(columns, pk=pk, if_not_exists=True, **kwargs)
+        if not table.exists():
+            with self.transaction() as conn:
+                sqlite_utils.Database(conn)[name].create(columns, pk=pk, if_not_exists=True, **kwargs)
         return table
 
     # -- events --------------------------------------------------------------------------------

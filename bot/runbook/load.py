@@ -43,6 +43,8 @@ from bot.runbook.render import (
 from bot.runbook.yamlsrc import Path_, YamlDoc, parse_yaml
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema="
+# The largest runbook in the repository is a few KB; past this, a file is a mistake or an attack.
+MAX_FILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, order=True)
@@ -227,6 +229,10 @@ def load_text(text: str, file: str = "<string>") -> LoadedRunbook:
 def _load_text(text: str, file: str) -> LoadedRunbook:
     from bot.steps.base import kinds
 
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        raise RunbookInvalid([LoadError(file, 1, 1, "", f"the file is {size} bytes; a runbook may be at most "
+                                                        f"{MAX_FILE_BYTES} bytes (1 MiB)")])
     doc = parse_yaml(text, file)
     col = _Collector(file, doc)
     for issue in doc.issues:
@@ -424,6 +430,10 @@ def load_runbook(path: str | Path) -> LoadedRunbook:
     """Load and validate one runbook file."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:  # refuse before reading: the file may be huge
+            raise RunbookInvalid([LoadError(str(path), 1, 1, "", f"the file is {size} bytes; a runbook may be at "
+                                                                 f"most {MAX_FILE_BYTES} bytes (1 MiB)")])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RunbookInvalid([LoadError(str(path), 1, 1, "", "no such file")]) from None

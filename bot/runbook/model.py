@@ -27,6 +27,7 @@ shape that all runbooks share.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -37,8 +38,23 @@ _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?
                        r"\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
 
 
+_SECONDS = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
+# No runbook waits, times out or watches for longer than this; a typo like `99999999d` would
+# otherwise validate and park a run (and a worker) for ever.
+MAX_DURATION = 30 * 86400.0
+
+
+def bounded_seconds(seconds: float, value: Any) -> float:
+    """`seconds` if it is finite and at most `MAX_DURATION`, else a ValueError quoting `value`."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than the maximum duration of 30 days")
+    return seconds
+
+
 def parse_duration(value: Any) -> float:
-    """Seconds from `90`, `"90s"`, `"10m"`, `"1h30m"`, `"2d"`.
+    """Seconds from `90`, `"90s"`, `"10m"`, `"1h30m"`, `"2d"`; at most 30 days, never nan or inf.
 
     >>> parse_duration("1h30m")
     5400.0
@@ -48,12 +64,14 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
+        return bounded_seconds(float(value), value)
+    if isinstance(value, str) and len(value) <= 64:
+        if _SECONDS.match(value):  # a template renders numbers as text: "{{ params.secs }}" -> "300"
+            return bounded_seconds(float(value), value)
         match = _DURATION.match(value)
         if match and any(match.groups()):
             d, h, m, s = (float(g) if g else 0.0 for g in match.groups())
-            return d * 86400 + h * 3600 + m * 60 + s
+            return bounded_seconds(d * 86400 + h * 3600 + m * 60 + s, value)
     raise ValueError(f"{value!r} is not a duration (use seconds, or text like 30s, 10m, 1h30m, 2d)")
 
 

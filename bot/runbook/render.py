@@ -11,7 +11,8 @@ Four names exist in a template: `params` (typed values), `targets` (each target'
 `env` (only the variables the runbook lists under `env:`; their values are registered as secrets,
 so they are masked wherever they would surface) and `outputs` (earlier steps' outputs; a step id
 with dashes is reachable as `outputs["copy-db"]` or `outputs.copy_db`). The environment is a
-`SandboxedEnvironment`: templates cannot reach Python internals.
+`SandboxedEnvironment` with a render budget (`bot.runbook.bounds`): templates cannot reach Python
+internals, nor build huge values, loop without end or render past the output limit.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
-
 from bot import secrets
+from bot.runbook.bounds import BoundedEnvironment, TemplateTooCostly, render_bounded
 
 
 class TemplateNameError(Exception):
@@ -107,7 +107,7 @@ def env_values(allowed: list[Any]) -> dict[str, str]:
     return values
 
 
-_environment = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_environment = BoundedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def is_template(value: Any) -> bool:
@@ -124,15 +124,18 @@ def compile_template(text: str) -> jinja2.Template:
 def render_string(text: str, ctx: TemplateContext) -> str:
     template = compile_template(text)
     try:
-        return template.render(ctx.namespace())
+        return render_bounded(template, ctx.namespace())
     except TemplateNameError:
         raise
+    except TemplateTooCostly as exc:
+        raise TemplateNameError(f"template too costly: {exc}") from None
     except jinja2.UndefinedError as exc:
         raise TemplateNameError(str(exc)) from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateNameError(f"not allowed in a template: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise TemplateNameError(f"template error: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError, jinja2.TemplateError) as exc:
+        # a filter given the wrong type (`0|wordwrap`), an index out of range, a bad argument
+        raise TemplateNameError(f"template error: {type(exc).__name__}: {exc}") from None
 
 
 def render_value(value: Any, ctx: TemplateContext) -> Any:

@@ -14,6 +14,7 @@ win, are reported as errors: in a runbook a repeated key is almost always a past
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ Path_ = tuple[Any, ...]
 
 # Aliases can make a small file expand enormously ("billion laughs"); no runbook needs this many.
 MAX_NODES = 100_000
+# No single value in a runbook (a URL, a name, a template) comes near this; a 10 MB string would
+# otherwise validate and then be rendered, posted and stored on every step.
+MAX_VALUE_CHARS = 64 * 1024
 
 
 class _TooLarge(Exception):
@@ -63,6 +67,9 @@ class _Builder:
         self.doc = YamlDoc(data=None)
         self.count = 0
 
+    def _issue(self, node: yaml.Node, path: Path_, message: str) -> None:
+        self.doc.issues.append(YamlIssue(node.start_mark.line + 1, node.start_mark.column + 1, path, message))
+
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
@@ -96,7 +103,14 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_VALUE_CHARS:
+            self._issue(node, path, f"this value is {len(node.value)} characters; the limit for one value "
+                                    f"is {MAX_VALUE_CHARS}")
+            return ""
         value = self.constructor.construct_object(node, deep=True)
+        if isinstance(value, float) and not math.isfinite(value):
+            self._issue(node, path, f"{node.value!r} is not a finite number (nan and inf are not allowed)")
+            return 0.0
         # Dates and times become strings: runbooks pass them on to templates and APIs as text.
         if not isinstance(value, (str, int, float, bool, type(None))):
             value = str(value)

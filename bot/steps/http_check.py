@@ -17,13 +17,13 @@ flaky start-up into "passed on try 4" instead of a false alarm.
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot import secrets
 from bot.platforms import http
+from bot.runbook import patterns
 from bot.runbook.model import Duration
+from bot.runbook.patterns import check_pattern
 from bot.steps.base import Plan, Result, StepError, StepKind, Verification, register
 
 
@@ -39,19 +39,15 @@ class HttpCheck(StepKind):
         url: str = Field(pattern=r"^https?://")
         host: str | None = Field(None, description="Host header to send")
         expect_status: int | list[int] = 200
-        body_matches: str | None = Field(None, description="A regular expression the body must match")
+        body_matches: str | None = Field(None, description="A regular expression the body must match "
+                                                           "(at most 1000 characters; matched within 1 s)")
         timeout: Duration = 10.0
         verify_tls: bool = True
 
         @field_validator("body_matches")
         @classmethod
         def _regex(cls, value):
-            if value is not None:
-                try:
-                    re.compile(value)
-                except re.error as exc:
-                    raise ValueError(f"not a valid regular expression: {exc}") from None
-            return value
+            return check_pattern(value) if value is not None else None
 
     class Outputs(BaseModel):
         status: int
@@ -80,7 +76,11 @@ class HttpCheck(StepKind):
             excerpt = secrets.redact(reply.body[:200].strip())
             raise StepError(f"{where}: HTTP {reply.status}, expected {self._expected(inputs)}"
                             + (f"; body: {excerpt!r}" if excerpt else ""))
-        if inputs.body_matches and not re.search(inputs.body_matches, reply.body):
+        try:
+            matched = not inputs.body_matches or patterns.search(inputs.body_matches, reply.body)
+        except patterns.PatternTimeout as exc:
+            raise StepError(f"{where}: body_matches {exc}") from None
+        if not matched:
             raise StepError(f"{where}: HTTP {reply.status} but the body does not match /{inputs.body_matches}/")
         return Result(summary=f"HTTP {reply.status} in {reply.elapsed_ms:.0f} ms",
                       outputs={"status": reply.status, "elapsed_ms": round(reply.elapsed_ms, 1)})

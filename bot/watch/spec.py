@@ -35,6 +35,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from bot.runbook.model import bounded_seconds
+
 SIGNAL_NAMES = ("log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log")
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?"
@@ -48,7 +50,9 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        text = str(value).strip().lower()
+        text = str(value).strip().lower()[:64]
+        if text.replace(".", "", 1).isdigit():  # numbers rendered as text by a template
+            return bounded_seconds(float(text), value) if float(text) > 0 else parse_duration(float(text))
         match = _DURATION.match(text)
         if not text or match is None or not any(match.groups()):
             raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 10m, 24h, 1h30m)")
@@ -56,7 +60,7 @@ def parse_duration(value: Any) -> float:
         seconds = d * 86400 + h * 3600 + m * 60 + s
     if seconds <= 0:
         raise ValueError(f"a duration must be positive: {value!r}")
-    return seconds
+    return bounded_seconds(seconds, value)
 
 
 def format_duration(seconds: float) -> str:

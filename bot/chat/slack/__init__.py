@@ -4,12 +4,12 @@ The CLI calls one function:
 
     from bot.chat.slack import serve, settings_present
     if settings_present():
-        raise SystemExit(serve(http=args.http, port=args.port))
+        raise SystemExit(serve(http=args.http, port=args.port, host=args.host))
 
 `serve` checks the settings (one line per problem, exit code 2), opens the store, builds the
 runner with this front end as its channel and Slack as its approver directory, resumes active
 runs, then serves: Socket Mode when SLACK_APP_TOKEN is set (and `http` is False), else HTTP on
-`port` (default $PORT, then 3000). Both serve `GET /healthz`.
+`port` (default $PORT, then 3000) on `host` (see `default_host`). Both serve `GET /healthz`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 
 from bot.chat.slack.settings import SettingsError, load
 from bot.chat.slack.settings import present as settings_present
@@ -27,7 +26,14 @@ log = logging.getLogger(__name__)
 __all__ = ["serve", "settings_present"]
 
 
-def serve(http: bool = False, port: int | None = None) -> int:
+def default_host() -> str:
+    """Where to listen without `--host`: every interface under a platform that sets `$PORT` (Heroku,
+    App Platform, Fly route to it from outside), else loopback only, so a laptop or a shared host
+    does not expose the bot's endpoint by accident."""
+    return "0.0.0.0" if os.environ.get("PORT") else "127.0.0.1"
+
+
+def serve(http: bool = False, port: int | None = None, host: str | None = None) -> int:
     """Run the Slack bot until interrupted; returns the process exit code."""
     try:
         settings = load(http=http)
@@ -44,6 +50,7 @@ def serve(http: bool = False, port: int | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     port = port or int(os.environ.get("PORT") or 3000)
+    host = host or default_host()
     bot = build(settings)
     try:
         try:
@@ -65,13 +72,13 @@ def serve(http: bool = False, port: int | None = None) -> int:
                 print(f"runbook-bot: Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}); it needs the"
                       " connections:write scope and Socket Mode enabled", file=sys.stderr)
                 return 2
-            run_http(bot, host="0.0.0.0", port=port, slack_routes=False)
+            run_http(bot, host=host, port=port, slack_routes=False)
         else:
-            run_http(bot, host="0.0.0.0", port=port)
+            run_http(bot, host=host, port=port)
     finally:
         bot.close(wait_for_steps=False)
-    busy = bot.runner.executor is not None and any(t.name.startswith("runbook-step") and t.is_alive()
-                                                   for t in threading.enumerate())
+    # Steps the store says are applying, not pool threads (idle ones wait on their queue, alive).
+    busy = bot.runner.executor is not None and _steps_applying(bot.store)
     if busy:
         # A step still applying would keep the interpreter from exiting (pool threads are joined at
         # exit) for as long as it runs. Its state is in the store; the next start finds it
@@ -82,3 +89,12 @@ def serve(http: bool = False, port: int | None = None) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _steps_applying(store: object) -> bool:
+    try:
+        runs = store.list_runs(states=("running", "rolling_back"))  # type: ignore[attr-defined]
+        return any(step["state"] in ("applying", "verifying")
+                   for run in runs for step in store.get_steps(run["id"]))  # type: ignore[attr-defined]
+    except Exception:  # the store failing here must not hide the shutdown; assume the worst
+        return True

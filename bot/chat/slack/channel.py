@@ -57,11 +57,25 @@ class SlackChannel:
         self._last_progress: dict[tuple[str, str], float] = {}
         self._uploaded: dict[tuple[str, str], str] = {}
         self._versions: dict[tuple[str, str], float] = {}  # message -> `updated_at` of the newest view queued
+        self._runs: dict[str, Any] = {}          # the newest view of each run, for its header
+        self._delays: dict[str, float] = {}      # run id -> seconds its messages waited for Slack
+        if poster.on_recovered is None:
+            poster.on_recovered = self._recovered
 
     # -- the Channel protocol ---------------------------------------------------------------------
 
     def run_updated(self, run: Any) -> None:
-        self._message(run, HEADER, lambda: messages.render("run_header", {"run": run}), thread=None)
+        self._runs[run.id] = run
+        delay = self._delays.get(run.id)
+        self._message(run, HEADER, lambda: messages.render("run_header", {"run": run, "slack_delay": delay}),
+                      thread=None)
+
+    def _recovered(self, run_id: str, seconds: float) -> None:
+        """Slack answers again after holding this run's messages: say so in the header, once."""
+        if seconds < 5 or run_id not in self._runs:
+            return
+        self._delays[run_id] = max(seconds, self._delays.get(run_id, 0.0))
+        self.run_updated(self._runs[run_id])
 
     def post_plan(self, run: Any, step: Any) -> None:
         self._step(run, step)

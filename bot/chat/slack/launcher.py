@@ -191,14 +191,14 @@ class LaunchFlow:
                                                                      channel=channel))
 
     def picked(self, view: dict[str, Any], selected: str) -> None:
-        meta = json.loads(view.get("private_metadata") or "{}")
+        meta = _meta(view)
         self.client.views_update(view_id=view["id"], hash=view.get("hash"),
                                  view=form_view(self.choices(), selected=selected, channel=meta.get("channel")))
 
     def submitted(self, view: dict[str, Any], *, user: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The form's submission: (ack kwargs, work to do after the ack or None)."""
-        meta = json.loads(view.get("private_metadata") or "{}")
-        choice = self.choices().get(meta.get("runbook") or "")
+        meta = _meta(view)
+        choice = self.choices().get(meta.get("runbook") or "") if isinstance(meta.get("runbook"), str) else None
         if choice is None or choice.model is None:
             return {"response_action": "errors",
                     "errors": {Block.LAUNCH_RUNBOOK.value: "pick a runbook that loads"}}, None
@@ -254,8 +254,10 @@ class LaunchFlow:
         """Start: the real run, with the typed params the form produced; the modal says where it is."""
         from bot.engine.runner import StartRefused
 
-        meta = json.loads(view.get("private_metadata") or "{}")
-        choice = self.choices().get(meta.get("runbook") or "")
+        meta = _meta(view)
+        choice = self.choices().get(meta.get("runbook") or "") if isinstance(meta.get("runbook"), str) else None
+        if not isinstance(meta.get("params"), dict):
+            meta["params"] = {}
         base = {"runbook": meta.get("runbook"), "params": meta.get("params") or {}, "channel": meta.get("channel")}
         if choice is None:
             return {"response_action": "update", "view": plan_view(phase="refused", error="the runbook is gone",
@@ -277,6 +279,16 @@ def refusal_errors(model: Runbook, message: str) -> dict[str, str]:
             return {param_block_id(name): message[:150]}
     first = next(iter(model.params), None)
     return {param_block_id(first) if first else Block.LAUNCH_RUNBOOK.value: message[:150]}
+
+
+def _meta(view: dict[str, Any]) -> dict[str, Any]:
+    """The launcher's private_metadata; anything unreadable counts as empty (nothing picked, no channel)."""
+    from bot.chat.slack.listeners.views._meta import metadata as read
+
+    meta = read(view) or {}
+    if not isinstance(meta.get("channel"), (str, type(None))):
+        meta["channel"] = None
+    return meta
 
 
 def plan_view(*, phase: str, runbook: str, params: dict[str, Any], channel: str | None, steps: Any = (),

@@ -33,19 +33,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.chat.slack.request_guard import MAX_BODY, RequestGuard
+
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 
 
-def asgi_app(bolt_app: Any, health: Any, *, slack_routes: bool = True, gate: Any = None) -> Starlette:
-    """`gate` (an `AckGate`) is told about every Slack request from its first byte to its answer."""
+def asgi_app(bolt_app: Any, health: Any, *, slack_routes: bool = True, gate: Any = None,
+             guard: RequestGuard | None = None) -> Starlette:
+    """`gate` (an `AckGate`) is told about every Slack request from its first byte to its answer;
+    `guard` (a `RequestGuard`) answers oversized, replayed and malformed requests before bolt."""
 
     async def events(request: Request) -> Response:
         if gate is not None:
             gate.enter()
         try:
-            body = await request.body()
+            body = await _capped_body(request)
+            refusal = guard.check(request.headers, body) if guard is not None else None
+            if refusal is not None:
+                return Response(refusal.body, status_code=refusal.status, media_type=refusal.content_type)
             bolt_response = await run_in_threadpool(bolt_app.dispatch, to_bolt_request(request, body))
             return to_starlette_response(bolt_response)
         finally:
@@ -62,6 +69,23 @@ def asgi_app(bolt_app: Any, health: Any, *, slack_routes: bool = True, gate: Any
     return Starlette(routes=routes)
 
 
+async def _capped_body(request: Request) -> bytes:
+    """The body, read no further than one byte past `MAX_BODY` (the guard then answers 413)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            break
+    return b"".join(chunks)
+
+
+def _guard_for(bot_or_app: Any) -> RequestGuard | None:
+    settings = getattr(bot_or_app, "settings", None)
+    secret = getattr(settings, "signing_secret", None) if settings is not None else None
+    return RequestGuard(secret) if secret else None
+
+
 class HttpServer:
     """uvicorn in a thread, for tests and benchmarks (production calls `run_http`, which blocks)."""
 
@@ -75,7 +99,8 @@ class HttpServer:
         self.host, self.port = self.sock.getsockname()[:2]
         self.url = f"http://{self.host}:{self.port}"
         gate = getattr(bot_or_app, "gate", None)
-        config = uvicorn.Config(asgi_app(bolt_app, health, slack_routes=slack_routes, gate=gate), log_level="warning",
+        app = asgi_app(bolt_app, health, slack_routes=slack_routes, gate=gate, guard=_guard_for(bot_or_app))
+        config = uvicorn.Config(app, log_level="warning",
                                 access_log=False, lifespan="off", timeout_keep_alive=30, backlog=2048)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True, name="slack-http")
@@ -105,7 +130,8 @@ def run_http(bot: Any, *, host: str, port: int, slack_routes: bool = True) -> No
     before the caller can close the bot (drain the Slack sender, stop the runner's threads). A
     no-op handler installed here receives that re-raised signal instead, so this simply returns.
     """
-    app = asgi_app(bot.app, bot.health, slack_routes=slack_routes, gate=getattr(bot, "gate", None))
+    app = asgi_app(bot.app, bot.health, slack_routes=slack_routes, gate=getattr(bot, "gate", None),
+                   guard=_guard_for(bot))
     log.info("serving %s on http://%s:%s", "Slack requests and /healthz" if slack_routes else "/healthz", host, port)
     previous = {}
     if threading.current_thread() is threading.main_thread():

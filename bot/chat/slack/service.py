@@ -295,6 +295,11 @@ class SlackService:
     def _decide(self, action: Callable[..., Any], *, user: str, channel: str | None, run_id: str, step_key: str,
                 response_url: str | None, **kwargs: Any) -> Any:
         where = {"user": user, "channel": channel, "response_url": response_url}
+        if not isinstance(run_id, str) or not isinstance(step_key, str) or not run_id:
+            log.warning("a click or form named no run (%r, %r); nothing decided", run_id, step_key)
+            self._say("That button or form names no run (the message may be damaged); nothing was recorded.",
+                      **where)
+            return None
         try:
             decision = action(run_id, step_key, user=user, front_end=FRONT_END, **kwargs)
         except DirectoryUnavailable as exc:
@@ -317,14 +322,17 @@ class SlackService:
         """An expired approval's Re-request: the step's approvers or the run's starter plan it afresh
         (`Runner.replan`: waiting steps go back to pending, old approvals never count again)."""
         where = {"user": user, "channel": channel, "response_url": response_url}
-        run, step, _ = self.confirm_text(run_id, step_key)
+        readable = isinstance(run_id, str) and isinstance(step_key, str)
+        run, step, _ = self.confirm_text(run_id, step_key) if readable else (None, None, None)
         allowed = self.may_decide(run, step, user)
         if step is None or step.state != "awaiting_approval" or not allowed:
             code = "not_allowed" if step is not None and step.state == "awaiting_approval" else "not_awaiting"
             message = (f"{user} may not re-request {step_key}: only its approvers or the person who started the run"
                        if code == "not_allowed" else f"{step_key} is not waiting for approval any more")
-            self.record_refusal(user=user, run_id=run.id, step_key=step_key, code=code, message=message)
-            self._say(message, **where)
+            if run is not None:
+                self.record_refusal(user=user, run_id=run.id, step_key=step_key, code=code, message=message)
+            self._say(message if run is not None else f"There is no run {str(run_id)[:40]}; nothing was recorded.",
+                      **where)
             return None
         decision = self.runner.replan(run.id, user=user, front_end=FRONT_END)
         if decision.ok:
@@ -336,7 +344,9 @@ class SlackService:
     def may_decide(self, run: Any, step: Any, user: str) -> bool:
         """May `user` reject or re-request this step: its approvers, or the person who started the run
         (the engine's rule for reject; checked here too so nobody types a reason only to be refused)."""
-        policy = (step.approval_policy or {}) if step else {}
+        if run is None or step is None:
+            return False
+        policy = step.approval_policy or {}
         if user == run.started_by:
             return True
         try:
@@ -348,10 +358,15 @@ class SlackService:
                           response_url: str | None = None) -> None:
         where = {"user": user, "channel": channel, "response_url": response_url}
         reminders = getattr(self, "reminders", None)
-        if reminders is None or tick_no is None:
+        if reminders is None or tick_no is None or not isinstance(run_id, str):
             self._say("This alert cannot be acknowledged here.", **where)
             return
-        earlier = reminders.acknowledge(run_id, int(tick_no), user=user)
+        try:
+            tick = int(tick_no)
+        except (TypeError, ValueError):
+            self._say("This alert button is damaged; nothing was recorded.", **where)
+            return
+        earlier = reminders.acknowledge(run_id, tick, user=user)
         if earlier is None:
             self.channel.notify(self.runner.view(run_id), f"{user} acknowledged the watch breach (tick {tick_no});"
                                 " on-call is no longer paged for it.", "info")
@@ -361,7 +376,10 @@ class SlackService:
 
     def confirm_text(self, run_id: str, step_key: str) -> tuple[Any, Any, str | None]:
         """The run, the step and the text its approver must type (None: no confirmation needed)."""
-        run = self.runner.view(run_id)
+        try:
+            run = self.runner.view(run_id)
+        except KeyError:  # a modal or button for a run this store does not have: the engine will say so
+            return None, None, None
         step = next((s for s in run.steps if s.key == step_key), None)
         policy = (step.approval_policy or {}) if step else {}
         return run, step, policy.get("confirm_text")

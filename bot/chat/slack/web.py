@@ -38,6 +38,8 @@ from bot import secrets
 log = logging.getLogger(__name__)
 
 OUTBOX = "slack_outbox"
+# A person is waiting for the Approve button: retry at least this often once Slack is back.
+MAX_BACKOFF = 30.0
 REFS = "slack_refs"
 
 # Errors that no retry can fix: the payload or the target is wrong. These are logged and recorded
@@ -82,10 +84,12 @@ class Poster:
 
     def __init__(self, client: WebClient, store: Any, *,
                  on_posted: Callable[[str, str, str, str], None] | None = None,
+                 on_recovered: Callable[[str, float], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.store = store
         self.on_posted = on_posted
+        self.on_recovered = on_recovered  # (run id, seconds its messages were held) once its queue empties
         self.now = clock
         self._lock = threading.RLock()
         store.ensure_table(
@@ -126,8 +130,8 @@ class Poster:
         in the thread.
         """
         with self._lock:
-            if self._pending(run_id, name) or (thread and self._pending(run_id, thread)):
-                # Keep order: never overtake a queued version of this message or of its thread parent.
+            if self._run_pending(run_id):
+                # Keep order: a run lives in one thread, and nothing overtakes what its thread has queued.
                 self._enqueue(run_id, name, "message", {"channel": channel, "thread": thread, **content})
                 return None
             try:
@@ -138,6 +142,11 @@ class Poster:
     def send(self, method: str, *, run_id: str = "", name: str = "", **payload: Any) -> Any:
         """Any other call (ephemeral, file upload): retried by the client; on failure queued when it
         carries a `name`, else raised (an ephemeral answer to a click is useless an hour later)."""
+        if name:
+            with self._lock:
+                if self._run_pending(run_id):  # behind the thread's queued messages, in order
+                    self._enqueue(run_id, name, method, payload)
+                    return None
         try:
             return self.api(method, **payload)
         except (SlackApiError, SlackClientError, URLError, OSError) as exc:
@@ -177,6 +186,11 @@ class Poster:
             (run_id, name)).fetchone()
         return row is not None
 
+    def _run_pending(self, run_id: str) -> bool:
+        row = self.store.conn().execute(
+            f"SELECT 1 FROM {OUTBOX} WHERE run_id = ? AND state = 'pending' LIMIT 1", (run_id,)).fetchone()
+        return row is not None
+
     def _failed(self, run_id: str, name: str, method: str, payload: dict[str, Any], exc: Exception) -> None:
         code = _error_code(exc)
         if code in PERMANENT_ERRORS:
@@ -203,26 +217,35 @@ class Poster:
             conn.execute(
                 f"INSERT INTO {OUTBOX}(run_id, name, method, payload, attempts, last_error, state, created_at,"
                 " next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, name, method, data, 1 if error else 0, error, state, now, now + 5))
+                (run_id, name, method, data, 1 if error else 0, error, state, now, now + 5 if error else now))
 
     def pending(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.store.conn().execute(
             f"SELECT * FROM {OUTBOX} WHERE state = 'pending' ORDER BY id")]
 
     def flush(self, *, force: bool = False) -> int:
-        """Send what waits in the outbox, oldest first; stop at the first failure (order matters).
+        """Send what waits in the outbox: each run's (each thread's) entries oldest first.
 
-        Returns how many entries were sent. Backs off per entry (5 s doubling to 5 min).
+        An entry that is not due yet, or fails, holds back the later entries of its own run only;
+        other runs' threads go on. Backs off per entry, 5 s doubling to `MAX_BACKOFF`. Returns how
+        many entries were sent; a run whose queue empties is reported to `on_recovered` with how
+        long its oldest message waited.
         """
         sent = 0
+        held: set[str] = set()
+        waited: dict[str, float] = {}
         with self._lock:
             for row in self.pending():
+                run_id = row["run_id"]
+                if run_id in held:
+                    continue
                 if not force and row["next_at"] > self.now():
-                    break
+                    held.add(run_id)
+                    continue
                 payload = json.loads(row["payload"])
                 try:
                     if row["method"] == "message":
-                        self._send_message(row["run_id"], row["name"], payload)
+                        self._send_message(run_id, row["name"], payload)
                     else:
                         self.api(row["method"], **payload)
                 except (SlackApiError, SlackClientError, URLError, OSError) as exc:
@@ -233,15 +256,21 @@ class Poster:
                         conn.execute(
                             f"UPDATE {OUTBOX} SET attempts = ?, last_error = ?, state = ?, next_at = ? WHERE id = ?",
                             (attempts, code, "dead" if dead else "pending",
-                             self.now() + min(300.0, 5.0 * 2 ** min(attempts, 6)), row["id"]))
+                             self.now() + min(MAX_BACKOFF, 5.0 * 2 ** min(attempts - 1, 6)), row["id"]))
                     if dead:
-                        log.error("Slack refused queued %s for run %s: %s", row["method"], row["run_id"], code)
+                        log.error("Slack refused queued %s for run %s: %s", row["method"], run_id, code)
                         continue
-                    break
+                    held.add(run_id)
+                    continue
                 with self.store.transaction() as conn:
                     conn.execute(f"UPDATE {OUTBOX} SET state = 'sent', attempts = ? WHERE id = ?",
                                  (row["attempts"] + 1, row["id"]))
+                waited[run_id] = max(waited.get(run_id, 0.0), self.now() - row["created_at"])
                 sent += 1
+        if self.on_recovered:
+            for run_id, seconds in waited.items():
+                if run_id not in held and not self._run_pending(run_id):
+                    self.on_recovered(run_id, seconds)
         return sent
 
 

@@ -7,7 +7,12 @@ from typing import Any
 
 
 def clicked(body: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
-    value = json.loads(action.get("value") or "{}")
+    try:  # a button's value is ours, but the request carrying it may not be
+        value = json.loads(action.get("value") or "{}")
+    except (ValueError, TypeError):
+        value = {}
+    if not isinstance(value, dict):
+        value = {}
     return {
         "user": body["user"]["id"],
         "channel": (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),

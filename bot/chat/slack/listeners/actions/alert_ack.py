@@ -11,6 +11,10 @@ from bot.chat.slack.listeners.actions._payload import clicked
 def alert_ack_clicked(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
     ack()
     c = clicked(body, action)
-    tick = json.loads(action.get("value") or "{}").get("tick")
+    try:  # our button's value, but carried by a request we did not build
+        value = json.loads(action.get("value") or "{}")
+    except (ValueError, TypeError):
+        value = {}
+    tick = value.get("tick") if isinstance(value, dict) else None
     context["work"].submit(context["service"].acknowledge_alert, user=c["user"], channel=c["channel"],
                            run_id=c["run_id"], tick_no=tick, response_url=c["response_url"])

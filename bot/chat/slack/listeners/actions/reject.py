@@ -13,7 +13,8 @@ from bot.chat.slack.listeners.actions._payload import clicked
 def reject_clicked(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any, context: Any) -> None:
     ack()
     c = clicked(body, action)
-    run, step, _confirm = context["service"].confirm_text(c["run_id"], c["step_key"])
+    readable = isinstance(c["run_id"], str) and isinstance(c["step_key"], str)  # a damaged value names nothing
+    run, step, _confirm = context["service"].confirm_text(c["run_id"], c["step_key"]) if readable else (None, None, None)
     if step is None or step.state != "awaiting_approval" or not context["service"].may_decide(run, step, c["user"]):
         # decided or gone meanwhile, or not theirs to reject: the engine says why (privately) and audits it
         context["work"].submit(context["service"].reject, user=c["user"], channel=c["channel"], run_id=c["run_id"],

@@ -9,18 +9,33 @@ modal open for a second try.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from bot.chat.slack.ids import Block
 
+log = logging.getLogger(__name__)
+
 
 def confirm_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
-    meta = json.loads(view.get("private_metadata") or "{}")
+    try:  # our own metadata, but carried by a request we did not build
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except (ValueError, TypeError):
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("run"), str) or not isinstance(meta.get("step"), str):
+        log.warning("a confirm modal arrived with unreadable private_metadata")
+        ack(response_action="errors", errors={Block.CONFIRM_INPUT.value: (
+            "This confirmation cannot be read; close it and click Approve again.")})
+        return
     typed = (((view.get("state") or {}).get("values") or {}).get(Block.CONFIRM_INPUT.value) or {}) \
         .get(Block.CONFIRM_ACTION.value, {}).get("value") or ""
     user = body["user"]["id"]
     service = context["service"]
     _run, step, expected = service.confirm_text(meta["run"], meta["step"])
+    if step is None:
+        ack(response_action="errors", errors={Block.CONFIRM_INPUT.value: (
+            f"Run {meta['run'][:40]} has no step {meta['step'][:40]} (any more); nothing was recorded.")})
+        return
     if expected is not None and typed.strip() != expected:
         ack(response_action="errors",
             errors={Block.CONFIRM_INPUT.value: f"That is not it: type {expected} exactly to approve."})

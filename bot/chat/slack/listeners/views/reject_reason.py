@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from bot.chat.slack.ids import Block
+from bot.chat.slack.listeners.views._meta import metadata
 
 MAX_REASON = 500
 
 
 def reject_reason_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
-    meta = json.loads(view.get("private_metadata") or "{}")
+    meta = metadata(view, "run", "step")
+    if meta is None:
+        ack(response_action="errors", errors={Block.REJECT_INPUT.value: (
+            "This form cannot be read; close it and click Reject again. Nothing was recorded.")})
+        return
     reason = ((((view.get("state") or {}).get("values") or {}).get(Block.REJECT_INPUT.value) or {})
               .get(Block.REJECT_ACTION.value, {}).get("value") or "").strip()
     if not reason:

@@ -1,0 +1,76 @@
+"""The outbox keeps each thread's order and does not hold other threads up; backoff fits a person
+waiting; once Slack answers again the run header says how long its messages were delayed.
+
+Real parts: the Poster and SlackChannel over the fake Slack Web API (real HTTP), a real store.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.chat.slack.channel import SlackChannel
+from bot.chat.slack.web import MAX_BACKOFF, Poster, make_client
+from bot.engine.store import Store
+from tests.fixtures.slack import BOT_TOKEN
+from tests.test_slack_messages import make_run, make_step
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def parts(slack_api, tmp_path):
+    clock = Clock()
+    poster = Poster(make_client(BOT_TOKEN, base_url=slack_api.base_url, max_retries=0),
+                    Store(tmp_path / "store.sqlite"), clock=clock)
+    channel = SlackChannel(poster, default_channel="C0OPS")
+    yield poster, channel, clock
+    channel.close()
+
+
+def test_a_failed_reply_is_not_overtaken_in_its_thread_and_other_threads_go_on(slack_api, parts):
+    poster, channel, clock = parts
+    run_a = make_run([make_step(0, state="pending")], id="r-a")
+    run_b = make_run([make_step(0, state="pending")], id="r-b")
+    for run in (run_a, run_b):
+        channel.run_updated(run)
+    channel.drain()
+    slack_api.fail("chat.postMessage", "internal_error", status=500, times=3)  # the client retries twice
+    channel.notify(run_a, "first of a")          # fails after retries: queued
+    channel.notify(run_a, "second of a")         # must wait behind it
+    channel.notify(run_b, "only of b")           # another thread: not held up
+    channel.drain()
+    posted = [m.get("text") or "" for m in slack_api.messages.values()]
+    assert any("only of b" in t for t in posted)
+    assert not any("second of a" in t for t in posted)
+
+    clock.t += 5
+    assert poster.flush() == 2
+    thread_a = [m["text"] for m in slack_api.messages.values() if "of a" in (m.get("text") or "")]
+    assert [("first" in t) for t in thread_a] == [True, False]  # first, then second
+    assert poster.pending() == []
+
+
+def test_backoff_is_capped_for_a_person_waiting(slack_api, parts):
+    poster, channel, clock = parts
+    run = make_run([make_step(0, state="pending")], id="r-c")
+    slack_api.fail("chat.postMessage", "internal_error", status=500, times=3 * 6)  # 3 calls per try
+    channel.run_updated(run)
+    channel.drain()
+    for _ in range(5):
+        clock.t += MAX_BACKOFF
+        poster.flush()
+        (row,) = poster.pending()
+        assert row["next_at"] - clock.t <= MAX_BACKOFF
+    clock.t += MAX_BACKOFF
+    assert poster.flush() == 1
+    channel.drain()
+    header = next(m for m in slack_api.messages.values() if not m.get("thread_ts"))
+    assert "delayed by up to" in json.dumps(header["blocks"])  # said once Slack answered again
