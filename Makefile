@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make run    install, then run the bot (console demo on the embedded sandbox without credentials)
+#   make run    install, then run the bot (without Slack settings: the rehearsal of seed 000 on the embedded world)
 #   make test   install (with Prism and PgBouncer), then run the whole test suite
 .PHONY: run test bench
 

@@ -4,8 +4,11 @@
 
 A watch over 20 services with every signal (log_volume, edge_504_rate, edge_5xx_rate,
 throughput_floor, caller_log on CloudWatch in moto server; a probe per service against a local
-HTTP service) ticks against two worlds that differ only in log volume: 10k and 1M log lines per
-service behind the IncomingLogEvents metric. It prints the API calls of a tick (target: constant,
+HTTP service) ticks against two worlds that differ in log volume: 10k and 1M log lines per service
+behind the IncomingLogEvents metric, and in the log events that really exist in each service's log
+group for every tick window (a few in the small world; hundreds per window, per service, in the
+large one). A naive tick would read those events (FilterLogEvents, or a Logs Insights query over the
+service groups) and pay for them; ours reads the metric, so its time must not follow the events. It prints the API calls of a tick (target: constant,
 at most 2 per service for the AWS signals) and the tick time in each world, then the ratio of the
 1M tick time to the 10k one (target under 1.2): the lines are counted by CloudWatch, not by us.
 
@@ -77,7 +80,21 @@ def _serve(handler) -> ThreadingHTTPServer:
     return server
 
 
-def _world(moto_url: str, tag: str, lines_per_day: int, start: float, probe_url: str, history_buckets: int):
+def _put_events(target, group: str, start: float, windows: int, per_window: int) -> int:
+    """Real log events in `group`, `per_window` in each tick window after `start`; returns how many."""
+    logs = aws.client(target, "logs")
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="app/1")
+    events = [{"timestamp": int((start + w * EVERY + 1 + i * (EVERY - 2) / per_window) * 1000),
+               "message": f"INFO answered request {w}-{i} in 12ms"}
+              for w in range(windows + 1) for i in range(per_window)]
+    for i in range(0, len(events), 10_000):
+        logs.put_log_events(logGroupName=group, logStreamName="app/1", logEvents=events[i:i + 10_000])
+    return len(events)
+
+
+def _world(moto_url: str, tag: str, lines_per_day: int, start: float, probe_url: str, history_buckets: int,
+           events_per_window: int = 0, windows: int = 0):
     """Metric history for 20 services in this world; returns (targets, spec).
 
     moto evaluates GetMetricData in O(queries x buckets x datapoints in the window), so the first
@@ -96,6 +113,8 @@ def _world(moto_url: str, tag: str, lines_per_day: int, start: float, probe_url:
         cloudwatch.put_counts(target, cloudwatch.alb_metric(lb, "RequestCount"), [(t, 5000) for t in points])
         cloudwatch.put_counts(target, cloudwatch.alb_metric(lb, "HTTPCode_ELB_5XX_Count"), [(t, 2) for t in points])
         aws.client(target, "logs").create_log_group(logGroupName=f"/ecs/{tag}-caller-{i}")
+        if events_per_window:
+            _put_events(target, f"/ecs/{tag}-svc-{i}", start, windows, events_per_window)
         signals += [
             {"name": "log_volume", "label": f"log_volume_{i}", "alb": name, "log_group": f"/ecs/{tag}-svc-{i}"},
             {"name": "edge_504_rate", "label": f"edge_504_{i}", "alb": name},
@@ -175,8 +194,10 @@ def main() -> None:
     worlds = {}
     store = Store(Path(tempfile.mkdtemp(prefix="watch-bench-")) / "store.sqlite")
     counts = _count_calls(AwsAlbTarget(load_balancer="app/x/1", endpoint_url=moto_url))  # before any client
+    events = {"small": 5, "large": 200 if args.quick else 1000}  # real events per service per tick window
     for tag, lines in (("small", 10_000), ("large", 1_000_000)):
-        targets, spec = _world(moto_url, tag, lines, start, probe_url, 12 if args.quick else 24)
+        targets, spec = _world(moto_url, tag, lines, start, probe_url, 12 if args.quick else 24,
+                               events_per_window=events[tag], windows=rounds)
         service.start(store, f"run-{tag}", spec, targets=targets, now=start)
         worlds[tag] = lines
     channel = QuietChannel()
@@ -249,6 +270,8 @@ def main() -> None:
         "median_ratio": round(med["large"] / med["small"], 3),
         "api_calls_per_tick": total_calls, "api_calls_per_service": round(per_service, 3),
         "calls_constant": constant, "services": SERVICES, "rounds": rounds,
+        "log_events_per_window": events, "logs_calls_per_tick": sum(v for k, v in per_tick["large"].items()
+                                                                    if k.startswith("cloudwatch-logs.")),
         "archive": archive_figures, "archive_memory_ratio": round(memory_ratio, 2), "quick": args.quick,
     }))
 

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interface to listen on (default 127.0.0.1; 0.0.0.0 when $PORT is set)")
     p.add_argument("--console", action="store_true", help="force the console demo even when Slack is configured")
 
+    p = sub.add_parser("rehearse", help="walk a runbook through the embedded rehearsal world and report; "
+                       "changes nothing outside it")
+    p.add_argument("runbook", nargs="?", default="aws-ecs-to-do-app",
+                   help="a runbook file or name (default: aws-ecs-to-do-app, seed 000's migration)")
+
     for name, helptext in (("run", "walk a run in the terminal"), ("plan", "print every plan; change nothing")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("runbook", help="a runbook file, or a name in the runbooks folder")
@@ -127,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _install_log_redaction()
-    # botocore and urllib3 log raw response bodies at DEBUG (secret values included, before any
-    # adapter has seen them to register); -v is about the engine, not about wire dumps.
-    for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer"):
-        logging.getLogger(noisy).setLevel(logging.INFO)
-    console = Console(highlight=False)
+    # Third-party libraries stay at WARNING by default (botocore's "Found credentials", azure-core's
+    # request headers, moto's werkzeug access lines are not the operator's business). With -v they
+    # show at INFO, masked by the redaction filter; never at DEBUG, where botocore and urllib3 dump
+    # raw response bodies (secret values included) before any adapter has seen them to register.
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer", "werkzeug", "moto", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
+    console = Console(highlight=False, emoji=False)  # a step key like `undo:watch` is not an emoji code
     if args.db:
         import os
 
@@ -214,7 +221,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         if args.json:
             from dataclasses import asdict
 
-            print(json.dumps(asdict(view), default=str, indent=2))
+            print(json.dumps(secrets.redact_obj(asdict(view)), default=str, indent=2))
         else:
             print_run(console, view)
         return EXIT_OK
@@ -222,7 +229,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps([asdict(r) for r in runs], default=str, indent=2))
+        print(json.dumps([secrets.redact_obj(asdict(r)) for r in runs], default=str, indent=2))
     elif not runs:
         console.print("no runs yet")
     else:
@@ -250,6 +257,10 @@ def cmd_events(args: argparse.Namespace, console: Console) -> int:
 def _decision_exit(console: Console, decision: Any) -> int:
     style = "green" if decision.ok else "red"
     console.print(f"[{style}]{secrets.redact(decision.message)}[/]")
+    if getattr(decision, "next_action", None) and decision.run_id:
+        # The engine says what can be done next; the command that does it is this front end's wording.
+        action, *rest = decision.next_action
+        console.print(f"next: `runbook-bot {action} {decision.run_id}{''.join(' ' + r for r in rest)}`")
     return EXIT_OK if decision.ok else EXIT_FAILED
 
 
@@ -386,15 +397,26 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         from bot.chat.slack import serve
 
         return serve(http=args.http, port=args.port, host=args.host)
-    from bot.sandbox import run_demo
-
     console.print("[bold]No Slack settings found[/] (SLACK_BOT_TOKEN, SLACK_APP_TOKEN or SLACK_SIGNING_SECRET): "
-                  "running the console demo on the embedded sandbox.")
-    return run_demo(console)
+                  "rehearsing seed 000's migration on the embedded rehearsal world.")
+    return cmd_rehearse(argparse.Namespace(runbook="aws-ecs-to-do-app"), console)
+
+
+def cmd_rehearse(args: argparse.Namespace, console: Console) -> int:
+    from bot.runbook.load import resolve_runbook
+    from bot.sandbox.rehearse import rehearse
+
+    try:
+        path = resolve_runbook(args.runbook, config.runbooks_dir())
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    return rehearse(console, str(path))
 
 
 COMMANDS = {
     "serve": cmd_serve,
+    "rehearse": cmd_rehearse,
     "run": cmd_run,
     "plan": cmd_run,
     "status": cmd_status,

@@ -17,6 +17,17 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _shipped(folder: str) -> Path:
+    """A shipped folder: the checkout's top-level one, else the installed package data (a wheel)."""
+    checkout = PROJECT_ROOT / folder
+    if checkout.is_dir():
+        return checkout
+    from importlib.resources import files
+
+    # `bot.runbooks` and `bot.templates` are folders of data (no __init__), so ask for them under `bot`.
+    return Path(str(files("bot") / folder))
+
+
 def state_dir() -> Path:
     """Where the store and the fingerprint key live (`RUNBOOK_BOT_STATE_DIR`, default `./state`)."""
     return Path(os.environ.get("RUNBOOK_BOT_STATE_DIR", "state")).resolve()
@@ -34,14 +45,26 @@ def runbooks_dir() -> Path:
     if explicit:
         return Path(explicit).resolve()
     local = Path("runbooks")
-    return local.resolve() if local.is_dir() else PROJECT_ROOT / "runbooks"
+    return local.resolve() if local.is_dir() else _shipped("runbooks")
 
 
 def templates_dir() -> Path:
-    return PROJECT_ROOT / "templates"
+    """The Jinja2 templates of messages (the checkout's `templates/`, or the wheel's package data)."""
+    return _shipped("templates")
 
 
 def get(name: str, default: str | None = None) -> str | None:
     """Read one setting; an empty string counts as unset."""
     value = os.environ.get(name)
     return value if value else default
+
+
+def get_list(name: str) -> list[str]:
+    """A comma-separated setting as a list (empty when unset)."""
+    return [item.strip() for item in (get(name) or "").split(",") if item.strip()]
+
+
+def get_map(name: str) -> dict[str, str]:
+    """A `key=value,key=value` setting as a dict (empty when unset)."""
+    pairs = (item.split("=", 1) for item in get_list(name) if "=" in item)
+    return {key.strip().lower(): value.strip() for key, value in pairs}

@@ -60,6 +60,24 @@ def register(*values: str | None) -> None:
                 _dirty = True
 
 
+# A value at least this long is masked wherever it appears (inside a URL, a header, a longer token);
+# a shorter one only where it stands whole, so a short value does not shred words that contain it
+# ("spaces" inside "do-spaces", "prod" inside "production").
+SUBSTRING_MIN = 16
+_EDGE = r"[A-Za-z0-9_]"
+
+# Names that say their value is secret, for sources that keep plain and secret values apart.
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|PASS\b|TOKEN|API_?KEY|PRIVATE|CREDENTIAL|AUTH|SIGNING|"
+                         r"(^|_)KEY($|_)|DSN|_URL$|_URI$|DATABASE_URL|SALT|COOKIE|SESSION)", re.IGNORECASE)
+
+
+def _alternative(value: str) -> str:
+    escaped = re.escape(value)
+    if len(value) >= SUBSTRING_MIN:
+        return escaped
+    return f"(?<!{_EDGE}){escaped}(?!{_EDGE})"
+
+
 def _current_pattern() -> re.Pattern[str] | None:
     global _pattern, _dirty
     if _dirty:
@@ -67,9 +85,27 @@ def _current_pattern() -> re.Pattern[str] | None:
             if _dirty:
                 # Longest first, so a secret that contains another is masked whole.
                 ordered = sorted(_values, key=len, reverse=True)
-                _pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+                _pattern = re.compile("|".join(_alternative(v) for v in ordered)) if ordered else None
                 _dirty = False
     return _pattern
+
+
+def is_secret_name(name: str) -> bool:
+    """Does a variable's name say its value is secret (DB_PASSWORD, STRIPE_API_KEY, DATABASE_URL)?"""
+    return bool(SECRET_NAME.search(name))
+
+
+def register_plain(name: str, value: str | None) -> None:
+    """A value a platform keeps as *plain* (ECS `environment`, an App Platform GENERAL variable):
+    registered only when its name says it is secret. Values from secret sources (Secrets Manager,
+    SSM SecureString, App Platform SECRET, platforms that keep no distinction) use `register`."""
+    if is_secret_name(name):
+        register(value)
+
+
+def register_plain_many(items: Iterable[tuple[str, str | None]]) -> None:
+    for name, value in items:
+        register_plain(name, value)
 
 
 def register_many(values: Iterable[str | None]) -> None:

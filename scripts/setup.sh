@@ -17,6 +17,12 @@ else
   .venv/bin/pip install -q -e .
 fi
 
+# The rehearsal (make run without Slack) needs a PostgreSQL: the local one on 127.0.0.1:5432 when it
+# answers, else an embedded server from a wheel (pgserver ships the binaries).
+if ! .venv/bin/python -c "import psycopg; psycopg.connect(host='127.0.0.1', port=5432, user='postgres', dbname='postgres', connect_timeout=2).close()" 2>/dev/null; then
+  .venv/bin/pip install -q -e '.[embedded-postgres]'
+fi
+
 if [ "$want_test" = 1 ]; then
   if [ ! -x .tools/node_modules/.bin/prism ]; then
     mkdir -p .tools

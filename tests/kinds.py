@@ -10,11 +10,12 @@ load its own kinds; nothing in the engine is replaced.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.steps.base import Plan, Result, StepError, StepKind, Verification, register
+from bot.steps.base import Plan, PlanRefused, Result, StepError, StepKind, Verification, register
 
 
 @register
@@ -68,6 +69,7 @@ class Block(StepKind):
         model_config = ConfigDict(extra="forbid")
         started: str
         release: str
+        silent: bool = False
 
     def plan(self, ctx, inputs):
         return Plan(summary="block until released")
@@ -75,7 +77,10 @@ class Block(StepKind):
     def apply(self, ctx, inputs, plan):
         Path(inputs.started).write_text("started")
         while not Path(inputs.release).exists():
-            ctx.sleep(0.05)
+            if inputs.silent:
+                time.sleep(0.05)  # like a boto waiter or a slow socket: never calls back into the engine
+            else:
+                ctx.sleep(0.05)
         return Result(summary="released")
 
 
@@ -101,3 +106,77 @@ class Fail(StepKind):
             if count > inputs.succeed_after > 0:
                 return Result(summary=f"succeeded on try {count}")
         raise StepError(inputs.message)
+
+
+@register
+class Rewrite(StepKind):
+    """`test.rewrite`: replace a file's content, recording the old content write-ahead.
+
+    Switches make it fail the ways real steps fail: `fail_verify` (applied, then the check fails),
+    `crash_midway` (half the new content written, then an exception), `write_ahead: false` (a kind
+    that records nothing before changing things), `undo_breaks` (its rollback leaves a wrong file).
+    """
+
+    name = "test.rewrite"
+    mutating = True
+
+    class Inputs(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        path: str
+        content: str
+        fail_verify: bool = False
+        crash_midway: bool = False
+        write_ahead: bool = True
+        undo_breaks: bool = False
+
+    def plan(self, ctx, inputs):
+        return Plan(summary=f"rewrite {inputs.path}")
+
+    def apply(self, ctx, inputs, plan):
+        path = Path(inputs.path)
+        old = path.read_bytes().hex()
+        if inputs.write_ahead:
+            ctx.record_undo(old_hex=old)
+        half = inputs.content[: len(inputs.content) // 2]
+        path.write_text(half)
+        if inputs.crash_midway:
+            raise RuntimeError("crashed half-way through the rewrite")
+        path.write_text(inputs.content)
+        return Result(summary="rewritten", undo={"old_hex": old})
+
+    def verify(self, ctx, inputs, result):
+        if inputs.fail_verify:
+            return Verification(ok=False, summary="the new content does not answer")
+        return Verification(ok=Path(inputs.path).read_text() == inputs.content, summary="content checked")
+
+    def rollback(self, ctx, inputs, result):
+        data = bytes.fromhex(result.undo["old_hex"])
+        Path(inputs.path).write_bytes(b"broken" if inputs.undo_breaks else data)
+        return Result(summary="old content back")
+
+    def verify_rollback(self, ctx, inputs, result, undo):
+        ok = Path(inputs.path).read_bytes().hex() == result.undo["old_hex"]
+        return Verification(ok=ok, summary="old content back" if ok else "the file is not as it was")
+
+
+@register
+class Refuse(StepKind):
+    """`test.refuse`: its plan refuses (PlanRefused) until a file exists, like a TTL still too fresh."""
+
+    name = "test.refuse"
+    mutating = True
+
+    class Inputs(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        until: str
+
+    def plan(self, ctx, inputs):
+        if not Path(inputs.until).exists():
+            raise PlanRefused(f"not before {inputs.until} exists")
+        return Plan(summary="go")
+
+    def apply(self, ctx, inputs, plan):
+        return Result(summary="done", undo={"nothing": True})
+
+    def rollback(self, ctx, inputs, result):
+        return Result(summary="undone")

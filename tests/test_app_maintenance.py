@@ -37,7 +37,12 @@ def test_heroku_maintenance_mode_on_and_rollback(heroku_fake):
     plan, result = _run(kind, ctx, inputs)
     assert "off -> on" in plan.summary and plan.data["mode"] == "platform"
     assert heroku_fake.apps["legacy"]["maintenance"] is True
-    assert ("PATCH", "/apps/legacy", {"maintenance": True}) in heroku_fake.calls
+    # The change went out as the Platform API's App Update (the fake refuses any other body with a
+    # 422), and reads back through the product's own adapter, not the fake's memory.
+    from bot.platforms import heroku
+    from bot.platforms.heroku import maintenance
+
+    assert maintenance.is_on(heroku.Api(), "legacy") is True
     undo = kind.rollback(ctx, inputs, result)
     assert heroku_fake.apps["legacy"]["maintenance"] is False
     assert kind.verify_rollback(ctx, inputs, result, undo).ok
@@ -135,3 +140,15 @@ def test_heroku_maintenance_off_and_its_rollback_turns_it_back_on(heroku_fake):
     assert heroku_fake.apps["legacy"]["maintenance"] is False
     kind.rollback(ctx, inputs, result)
     assert heroku_fake.apps["legacy"]["maintenance"] is True
+
+
+def test_the_heroku_fake_refuses_a_body_the_platform_api_would(heroku_fake):
+    """The fake is only worth testing against because it refuses what Heroku refuses."""
+    from bot.platforms import errors, heroku
+
+    api = heroku.Api()
+    for path, body in (("/apps/legacy", {"maintenance": "on"}), ("/apps/legacy", {"maintenence": True}),
+                       ("/apps/legacy/config-vars", {"WORKERS": 4})):
+        with pytest.raises(errors.PlatformError):
+            api.patch(path, body, resource=path)
+    assert heroku_fake.apps["legacy"]["maintenance"] is False

@@ -96,13 +96,14 @@ def test_cutover_runbook_then_one_action_rollback(aws, dns_server, tmp_path):
     assert undo == ["undo:standby-old", "undo:switch-dns", "undo:lower-ttl"]
     plan = runner.view(run.id).steps[-3].plan
     assert plan["summary"]
-    for key in undo:
-        # an undo goes through its step's own policy: the DNS undo needs two approvers again
-        decision = runner.approve(run.id, key, user="carol", front_end="slack", confirm="production")
-        assert decision.ok, decision.message
-        if key == "undo:switch-dns":
-            assert decision.code == "waiting_more"
-            assert runner.approve(run.id, key, user="bob", front_end="slack", confirm="production").ok
+    # One decision for the whole reverse plan, meeting the strictest policy among the undone steps:
+    # the DNS undo's two approvers and its typed confirmation (the seed-000 incident needed four).
+    gate = runner.view(run.id).steps[-3]
+    assert gate.approval_policy["covers"] == undo and gate.approval_policy["min"] == 2
+    assert [row[0] for row in plan["table"][1:]] == undo
+    decision = runner.approve(run.id, undo[0], user="carol", front_end="slack", confirm="production")
+    assert decision.code == "waiting_more", decision.message
+    assert runner.approve(run.id, undo[0], user="bob", front_end="slack", confirm="production").ok
     view = runner.view(run.id)
     assert view.state == "rolled_back", [(s.key, s.state, s.error) for s in view.steps]
     assert zone_json() == zone_before

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,15 +41,33 @@ def test_every_example_names_the_schema_and_validates_against_it():
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
 
 
-def test_the_schema_rejects_what_the_loader_rejects():
+BAD_RUNBOOKS = [
+    ({"name": "x", "steps": [{"id": "a", "kind": "wait", "with": {"secnds": 3}}]}, "secnds"),
+    ({"name": "x", "steps": [{"id": "a", "kind": "wiat", "with": {"seconds": 3}}]}, "wiat"),
+    ({"name": "x", "targets": {"t": {"platform": "aws-ecs", "cluster": "c"}},
+      "steps": [{"id": "a", "kind": "wait", "with": {"seconds": 3}}]}, "service"),
+    ({"name": "x", "stepz": [], "steps": [{"id": "a", "kind": "wait", "with": {"seconds": 3}}]}, "stepz"),
+]
+
+
+@pytest.mark.parametrize(("doc", "named"), BAD_RUNBOOKS, ids=[n for _, n in BAD_RUNBOOKS])
+def test_the_schema_rejects_what_the_loader_rejects(doc, named):
+    from bot.runbook.load import RunbookInvalid, load_text
+
     schema = json.loads((ROOT / "runbooks" / "runbook.schema.json").read_text())
-    bad = {"name": "x", "steps": [{"id": "a", "kind": "wait", "with": {"secnds": 3}}]}
-    try:
-        jsonschema.validate(bad, schema)
-    except jsonschema.ValidationError:
-        pass
-    else:
-        raise AssertionError("the schema accepted an unknown input of a kind")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+    with pytest.raises(RunbookInvalid) as caught:
+        load_text(yaml.safe_dump(doc, sort_keys=False), "bad.yaml")
+    assert named in str(caught.value) and "bad.yaml:" in str(caught.value)
+
+
+def test_the_schema_and_the_loader_accept_the_same_good_runbook():
+    from bot.runbook.load import load_text
+
+    doc = {"name": "x", "steps": [{"id": "a", "kind": "wait", "with": {"seconds": 3}}]}
+    jsonschema.validate(doc, json.loads((ROOT / "runbooks" / "runbook.schema.json").read_text()))
+    assert load_text(yaml.safe_dump(doc), "good.yaml").model.steps[0].id == "a"
 
 
 def test_validate_exit_codes(tmp_path):
@@ -78,10 +97,3 @@ def test_run_plan_status_and_usage_errors(tmp_path):
     failed = cli("run", "demo", "--yes", env=env)
     assert failed.returncode == 1, failed.stdout
     assert "connection failed" in failed.stdout
-
-
-def test_serve_without_slack_runs_the_console_demo_on_the_sandbox(tmp_path):
-    result = cli("serve", env={"RUNBOOK_BOT_STATE_DIR": str(tmp_path / "state")}, stdin="")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "running the console demo on the embedded sandbox" in result.stdout
-    assert "succeeded" in result.stdout

@@ -64,3 +64,18 @@ def test_a_secret_from_the_environment_never_reaches_the_store_or_the_logs(tmp_p
         for row in conn.execute(f"SELECT * FROM {table}"):
             assert CANARY not in repr(row), f"secret found in table {table}"
     assert CANARY not in caplog.text
+
+
+def test_plain_values_are_secret_only_by_name_and_masked_whole():
+    from bot import secrets
+
+    secrets.register_plain("REGION_NAME", "spaces")  # a plain value: not a secret
+    secrets.register_plain("STRIPE_API_KEY", "sk-live-4242")  # a plain slot, but the name says secret
+    secrets.register("prod")  # short registered values mask only where they stand whole
+    text = "required key 'REGION_NAME' is missing on do-spaces; production uses sk-live-4242; env=prod"
+    assert secrets.redact(text) == ("required key 'REGION_NAME' is missing on do-spaces; production uses "
+                                    "••••••; env=••••••")
+    long_secret = "A" * 8 + "long-secret-value"  # long values are masked even inside other tokens
+    secrets.register(long_secret)
+    assert secrets.redact(f"postgres://u:x{long_secret}y@h") == "postgres://u:••••••@h"
+    assert secrets.redact(f"Bearer{long_secret}") == "Bearer••••••"

@@ -64,10 +64,22 @@ def test_scaling_a_non_service_target_is_refused():
         kind.plan(ctx, kind.Inputs(target="x", count=0))
 
 
-def test_no_kind_deletes_a_service():
-    from bot.steps.base import kinds
+def test_scaling_to_zero_keeps_the_service_its_revision_and_its_settings(ecs):
+    """Warm standby: after scaling to zero the service is the same service, one API call from serving."""
+    client, target = ecs
 
-    assert not [name for name in kinds() if "delete" in name or "destroy" in name]
+    def service():
+        found = client.describe_services(cluster="production", services=["api"])["services"][0]
+        return {k: found[k] for k in ("serviceArn", "status", "taskDefinition", "launchType", "desiredCount")}
+
+    before = service()
+    ctx = step_context({"old": target})
+    kind = get_kind("service.scale")
+    inputs = kind.Inputs(target="old", count=0, timeout=10)
+    kind.apply(ctx, inputs, kind.plan(ctx, inputs))
+    after = service()
+    assert after == {**before, "desiredCount": 0}
+    assert client.list_services(cluster="production")["serviceArns"] == [before["serviceArn"]]
 
 
 # -- Heroku formation --------------------------------------------------------------------------------------

@@ -267,7 +267,9 @@ def test_realistic_step_is_not_cut_and_shows_the_plan_and_buttons():
     assert "WORKERS" in dumped and "PgBouncer" in dumped
     assert "(1 of 2)" in dumped  # M-of-N progress
     approve = [b for b in msg.blocks if b["type"] == "actions"][0]["elements"][0]
-    assert json.loads(approve["value"]) == {"run": "r-20261122-abcd", "step": "switch-dns", "confirm": True}
+    # the button carries the digest of the plan shown, so a decision on a re-planned step is refused
+    assert json.loads(approve["value"]) == {"run": "r-20261122-abcd", "step": "switch-dns", "confirm": True,
+                                            "digest": None}
 
 
 def test_decided_step_shows_who_and_when_instead_of_buttons():

@@ -31,7 +31,8 @@ def prism_do(prism, monkeypatch):
 def test_lb_frontend_responses_through_the_contract(prism_do):
     counts = monitoring.lb_frontend_responses("4de7ac8b-495b-4884-9a69-1050c6793cd6", start=1636051668,
                                               end=1636052268)
-    assert counts.total >= 0.0  # the contract's example matrix parsed; a shape mismatch raises
+    # The contract's example: one unlabelled series at 1 response/s through the window.
+    assert counts.total == 600.0
 
 
 def test_do_load_balancer_signals_through_the_contract(prism_do):
@@ -54,9 +55,24 @@ def test_clipped_integration():
 
 
 def test_historic_urls_through_the_contract(prism_do):
-    urls = app_logs.historic_urls(APP_ID, "api")
-    # The contract's example answer names its archives `historic_logs` (its schema: `historic_urls`).
-    assert urls == ["https://logs-example/archive/build.log"]
+    # The request is one the contract accepts (Prism would answer 422). Its example answer names
+    # the archives `historic_logs`, which the schema does not define: only `historic_urls` is read.
+    assert app_logs.historic_urls(APP_ID, "api") == []
+
+
+def test_historic_urls_from_the_standin_whose_answers_follow_the_schema(monkeypatch):
+    from bot.sandbox.digitalocean import DigitalOceanStandIn
+
+    standin = DigitalOceanStandIn(clock=lambda: 3 * 6 * 3600.0, history_start=0.0, log_lines=lambda *a: []).start()
+    try:
+        standin.use(monkeypatch)
+        do._reset_for_tests()
+        standin.add_app({"name": "api", "services": [{"name": "api"}]})
+        urls = app_logs.historic_urls("api", "api")
+        assert len(urls) == 3 and all(u.startswith(standin.url + "/archives/") for u in urls)
+    finally:
+        standin.stop()
+        do._reset_for_tests()
 
 
 def test_parse_matrix_integrates_rates_by_class():

@@ -24,14 +24,15 @@ from rich.table import Table
 from bot import secrets
 from bot.engine.channel import Progress as StepProgress
 from bot.engine.channel import RunView, StepView
+from bot.engine.states import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXIT_WAITING, RUN_EXIT, RUN_FINAL  # noqa: F401
 
 STATE_STYLE = {
     "pending": "dim", "planned": "cyan", "awaiting_approval": "yellow", "applying": "blue",
     "verifying": "blue", "succeeded": "green", "failed": "red", "skipped": "dim", "interrupted": "magenta",
     "rolled_back": "yellow", "running": "blue", "aborted": "red", "rolling_back": "yellow",
+    "blocked": "magenta", "completed_with_failures": "red", "rollback_incomplete": "bold red",
 }
-FINAL_RUN = ("succeeded", "failed", "aborted", "rolled_back")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
+FINAL_RUN = RUN_FINAL
 
 
 def _styled(state: str) -> str:
@@ -144,6 +145,10 @@ class ConsoleChannel:
         if run.error:
             line += f" · {_esc(run.error)}"
         self.console.print(line)
+        if any(s.kind == "watch.start" and s.state == "succeeded" for s in run.steps):
+            # The console runs no watch scheduler of its own: say how the promised ticks happen.
+            self.console.print(f"  the watch ticks while `runbook-bot serve` runs, or here with "
+                               f"`runbook-bot watch {run.id} follow` (one tick now: `watch {run.id} now`)")
 
     def notify(self, run: RunView, text: str, level: str = "info") -> None:
         style = {"error": "red", "warning": "yellow"}.get(level, "white")
@@ -172,11 +177,8 @@ class ConsoleChannel:
 
 
 def _watch_lines(summary: dict[str, Any]) -> list[str]:
-    try:
-        from bot.watch.render import console_lines
-    except ImportError:
-        return [f"{s.get('label', s.get('name'))}: {s.get('value')} ({s.get('state')})"
-                for s in summary.get("signals", [])]
+    from bot.watch.render import console_lines
+
     return console_lines(summary)
 
 
@@ -227,7 +229,7 @@ class ConsoleSession:
             self.runner.wait_idle()
             run = self.runner.view(run_id)
             if run.state in FINAL_RUN:
-                return EXIT_OK if run.state == "succeeded" else EXIT_FAILED
+                return RUN_EXIT.get(run.state, EXIT_FAILED)
             waiting = next((s for s in run.steps if s.state == "awaiting_approval"), None)
             interrupted = next((s for s in run.steps if s.state == "interrupted"), None)
             if interrupted is not None:
@@ -238,6 +240,11 @@ class ConsoleSession:
                 if any(s.state in ("applying", "verifying") for s in run.steps):
                     time.sleep(0.2)
                     continue
+                blocked = next((s for s in run.steps if s.state == "blocked"), None)
+                if blocked is not None:
+                    self.console.print(f"[magenta]{_esc(blocked.key)} is blocked[/]: {_esc(blocked.error)}\n"
+                                       f"once the reason is gone: `runbook-bot replan {run_id}` (nothing was undone)")
+                    return EXIT_WAITING
                 self.console.print(f"run {run_id} is {run.state} and waits on nothing this console can answer")
                 return EXIT_WAITING
             if not self._approve(run, waiting):
@@ -274,7 +281,8 @@ class ConsoleSession:
             confirm = None
             if confirm_text:
                 confirm = Prompt.ask(f"type [bold]{_esc(confirm_text)}[/] to confirm", console=self.console)
-            decision = self.runner.approve(run.id, step.key, user=self.user, front_end="console", confirm=confirm)
+            decision = self.runner.approve(run.id, step.key, user=self.user, front_end="console", confirm=confirm,
+                                           plan_digest=step.plan_digest)  # the plan printed above, no other
             self._say(decision)
             if decision.ok:
                 return True
@@ -285,8 +293,8 @@ class ConsoleSession:
         if not self.interactive:
             self.console.print(f"decide with `runbook-bot resolve {run.id} {step.key} verify|retry|skip|rollback`")
             return False
-        action = Prompt.ask("decision", choices=["verify", "retry", "skip", "rollback", "later"], default="verify",
-                            console=self.console)
+        offers = step.offers or ["verify", "retry", "skip", "rollback"]  # the advised choice first
+        action = Prompt.ask("decision", choices=[*offers, "later"], default=offers[0], console=self.console)
         if action == "later":
             return False
         self._say(self.runner.resolve(run.id, step.key, action, user=self.user, front_end="console"))

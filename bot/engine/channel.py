@@ -35,6 +35,8 @@ class StepView:
     requested_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    plan_digest: str | None = None  # what an approval of this step must carry (see Runner.approve)
+    offers: list[str] = field(default_factory=list)  # an interrupted step's choices, the advised one first
 
 
 @dataclass

@@ -42,7 +42,13 @@ from pydantic import ValidationError
 
 from bot import config
 from bot import secrets as secret_values
+from bot.engine import states as st
+from bot.engine.approval_policy import EffectivePolicy, effective_policy, spec_for
 from bot.engine.channel import Progress, QuietChannel, RunView, StepView
+from bot.engine.liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, Heartbeats, owner_alive, process_token
+from bot.engine.rollback_plan import UNDO_PREFIX, plan_undo, retry_keys, rollback_outcome, undo_source
+from bot.engine.states import RunState, StepState
+from bot.engine.step_rows import StepRows
 from bot.engine.store import LockHeld, Store
 from bot.platforms.errors import PlatformError
 from bot.runbook.plancheck import rendered_input_problems
@@ -57,19 +63,16 @@ from bot.runbook.render import (
     render_value,
 )
 from bot.runbook.targets import parse_target
-from bot.steps.base import Plan, Result, StepError, StepKind, Verification, kinds
+from bot.steps.base import Plan, PlanRefused, Result, StepError, StepKind, Verification, kinds
 from bot.steps.context import Cancelled, StepContext, StepRecord, SystemClock
 
 log = logging.getLogger("runbook_bot.engine")
 
-TERMINAL_STEP = ("succeeded", "failed", "skipped", "rolled_back")
-ACTIVE_RUN = ("running", "rolling_back")
-FINAL_RUN = ("succeeded", "failed", "aborted", "rolled_back")
-UNDO_PREFIX = "undo:"
-ROLLBACK_IDX = 1000
-HEARTBEAT_SECONDS = 2.0
-STALE_AFTER_SECONDS = 20.0
+TERMINAL_STEP = tuple(st.STEP_DONE)
+ACTIVE_RUN = tuple(st.RUN_ACTIVE)
+FINAL_RUN = tuple(st.RUN_FINAL)
 ENGINE = "engine"
+__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER_SECONDS", "UNDO_PREFIX", "Runner", "Decision", "StartRefused"]
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Decision:
     code: str
     message: str
     run_id: str | None = None
+    next_action: tuple[str, ...] | None = None  # what a person can do next, e.g. ("replan",); front ends
+    # word it as their own command (`runbook-bot replan RUN`, `/runbook replan RUN`): the engine names no CLI
 
 
 class StartRefused(Exception):
@@ -117,26 +122,6 @@ def new_run_id() -> str:
     return "r-" + pysecrets.token_hex(4)
 
 
-def _owner_token() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_alive(owner: str | None) -> bool:
-    """Is the process that claimed a step still there? (Same host: ask the OS; other host: unknown.)"""
-    if not owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True  # cannot tell; the heartbeat decides
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Runner:
     def __init__(self, store: Store, channel: Any = None, *, directory: Any = None, clock: Any = None,
                  background: bool = False, max_workers: int = 8, progress_interval: float = 1.0,
@@ -150,11 +135,14 @@ class Runner:
             if background else None
         self.progress_interval = progress_interval
         self.runbooks_dir = Path(runbooks_dir) if runbooks_dir else config.runbooks_dir()
-        self.owner = _owner_token()
+        self.owner = process_token()
+        self._beats = Heartbeats(store, self.owner)
         self._cancel: dict[str, threading.Event] = {}
         self._drive_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._runbooks: dict[tuple[str, str], LoadedRunbook] = {}
+        self._rows = StepRows(store)  # flat cost per transition: only changed rows are read again
+        self._views: dict[tuple[str, str], tuple[Any, list[StepView]]] = {}  # (change mark, views in order)
 
     # ------------------------------------------------------------------------------------------
     # Public API: what front ends call.
@@ -184,7 +172,7 @@ class Runner:
             self.store.create_run(run_id=run_id, runbook=model.name, runbook_path=str(Path(path).resolve()),
                                   runbook_sha256=loaded.sha256, params=typed, started_by=started_by,
                                   front_end=front_end, steps=steps, lock_keys=lock_keys, chat=chat,
-                                  dry_run=dry_run)
+                                  dry_run=dry_run, targets=self._rendered_targets(loaded, typed))
         except LockHeld as exc:
             raise StartRefused(str(exc)) from None
         self._runbooks[(str(Path(path).resolve()), loaded.sha256)] = loaded
@@ -194,8 +182,18 @@ class Runner:
         return self.view(run_id)
 
     def approve(self, run_id: str, step_key: str, *, user: str, front_end: str,
-                confirm: str | None = None) -> Decision:
-        return self._decide(run_id, step_key, user=user, front_end=front_end, approve=True, confirm=confirm)
+                confirm: str | None = None, plan_digest: str | None = None) -> Decision:
+        """`plan_digest` is `StepView.plan_digest` of the plan the person saw; when given and the step
+        has been re-planned since, the approval is refused and the new plan is shown."""
+        return self._decide(run_id, step_key, user=user, front_end=front_end, approve=True, confirm=confirm,
+                            plan_digest=plan_digest)
+
+    def may_approve(self, run_id: str, step_key: str, *, user: str, front_end: str,
+                    plan_digest: str | None = None) -> Decision:
+        """Every check of `approve` except the typed confirmation, recording nothing but a refusal:
+        front ends ask this before opening a confirm modal, so a non-approver hears it first."""
+        return self._decide(run_id, step_key, user=user, front_end=front_end, approve=True,
+                            plan_digest=plan_digest, precheck=True)
 
     def reject(self, run_id: str, step_key: str, *, user: str, front_end: str, reason: str = "") -> Decision:
         return self._decide(run_id, step_key, user=user, front_end=front_end, approve=False, reason=reason)
@@ -204,6 +202,9 @@ class Runner:
         run = self.store.find_run(run_id)
         if run is None:
             return Decision(False, "no_run", f"no run {run_id}")
+        refused = self._authorise(run, self._runbook_quiet(run), user, front_end, "abort")
+        if refused is not None:
+            return refused
         moved = self.store.transition_run(run["id"], ACTIVE_RUN, "aborted", actor=user, front_end=front_end,
                                           error=f"aborted by {user}" + (f": {reason}" if reason else ""),
                                           release_locks=True)
@@ -216,7 +217,8 @@ class Runner:
                         run["id"])
 
     def rollback(self, run_id: str, *, user: str, front_end: str) -> Decision:
-        """Undo the run's succeeded steps in reverse order, each through plan/approve/apply/verify."""
+        """Undo every step that may have changed something, newest first, each through
+        plan/approve/apply/verify. From `rollback_incomplete`, tries the failed undo steps again."""
         run = self.store.find_run(run_id)
         if run is None:
             return Decision(False, "no_run", f"no run {run_id}")
@@ -228,7 +230,10 @@ class Runner:
         try:
             loaded = self._runbook_for(run)
         except RunbookChanged as exc:
-            return Decision(False, "runbook_changed", str(exc), run_id)
+            return Decision(False, "runbook_changed", str(exc), run_id, next_action=("replan",))
+        refused = self._authorise(run, loaded, user, front_end, "rollback")
+        if refused is not None:
+            return refused
         steps = self.store.get_steps(run_id)
         busy = [s["key"] for s in steps if s["state"] in ("applying", "verifying")]
         if busy:
@@ -236,7 +241,8 @@ class Runner:
         stuck = [s["key"] for s in steps if s["state"] == "interrupted"]
         if stuck:
             return Decision(False, "interrupted", f"step {stuck[0]} was interrupted: decide it first "
-                            f"(`runbook-bot resolve {run_id} {stuck[0]} rollback` rolls back the run)", run_id)
+                            "(resolving it as rollback rolls back the run)", run_id,
+                            next_action=("resolve", stuck[0], "rollback"))
         return self._begin_rollback(run, loaded, steps, actor=user, front_end=front_end,
                                     reason=f"rollback requested by {user}")
 
@@ -254,7 +260,10 @@ class Runner:
         try:
             loaded = self._runbook_for(run)
         except RunbookChanged as exc:
-            return Decision(False, "runbook_changed", str(exc), run_id)
+            return Decision(False, "runbook_changed", str(exc), run_id, next_action=("replan",))
+        refused = self._authorise(run, loaded, user, front_end, f"resolve.{action}", step=step)
+        if refused is not None:
+            return refused
         if action == "retry":
             if not self.store.transition_step(run_id, step_key, ["interrupted"], "applying", actor=user,
                                               front_end=front_end, action="step.retry_after_interrupt",
@@ -262,7 +271,10 @@ class Runner:
                                               started_at=self.clock.now()):
                 return Decision(False, "raced", "someone else decided first", run_id)
             self._submit(self._execute_then_drive, run_id, step_key)
-            return Decision(True, "retrying", f"re-applying {step_key} as {user} decided", run_id)
+            kind = kinds().get(step["kind"])
+            caveat = "" if kind is not None and kind.idempotent else \
+                " (its kind is not idempotent: if the first apply got through, this applies it twice)"
+            return Decision(True, "retrying", f"re-applying {step_key} as {user} decided{caveat}", run_id)
         if action == "skip":
             if not self.store.transition_step(run_id, step_key, ["interrupted"], "skipped", actor=user,
                                               front_end=front_end, action="step.skipped_after_interrupt",
@@ -285,7 +297,7 @@ class Runner:
             return self._begin_rollback(self.store.get_run(run_id), loaded, self.store.get_steps(run_id),
                                         actor=user, front_end=front_end,
                                         reason=f"{step_key} was interrupted; {user} chose rollback "
-                                               "(its own effect is unknown and is not undone)")
+                                               "(it is undone too, from what it recorded before it stopped)")
         return Decision(False, "bad_action", "choose one of verify, retry, skip, rollback", run_id)
 
     def replan(self, run_id: str, *, user: str, front_end: str) -> Decision:
@@ -304,14 +316,14 @@ class Runner:
         steps = {s["key"]: s for s in self.store.get_steps(run_id)}
         forward = {s.id for s in loaded.model.steps}
         started = [k for k, s in steps.items() if s["phase"] == "forward"
-                   and s["state"] not in ("pending", "planned", "awaiting_approval")]
+                   and s["state"] not in st.STEP_NOT_STARTED]
         missing = [k for k in started if k not in forward]
         if missing:
             return Decision(False, "replan_conflict", f"steps already started are gone from the runbook: "
                             f"{', '.join(missing)}", run_id)
         with self.store.transaction() as conn:
             for key, step in steps.items():
-                if step["phase"] == "forward" and step["state"] in ("planned", "awaiting_approval"):
+                if step["phase"] == "forward" and step["state"] in ("planned", "awaiting_approval", "blocked"):
                     # Back to pending, keeping request_no: approvals of the old request never count again.
                     self.store.transition_step_in(conn, run_id, key, [step["state"]], "pending", actor=user,
                                                   front_end=front_end, action="step.replanned",
@@ -336,25 +348,40 @@ class Runner:
         self._kick(run_id)
         return Decision(True, "replanned", f"run {run_id} re-planned against the runbook as it is now", run_id)
 
-    def resume_all(self) -> list[str]:
-        """On start-up: mark steps whose process died `interrupted`, then drive every active run."""
-        resumed = []
+    def reap(self) -> list[tuple[str, str]]:
+        """Mark `interrupted` every applying/verifying step whose owner is gone; returns (run, step) pairs.
+
+        Never takes a step from a provably alive owner (same host, same PID *and* start time):
+        a live process whose step is slow is left alone however old its heartbeat. An owner on
+        another host is judged by its heartbeat alone (STALE_AFTER_SECONDS without a beat).
+        `serve` calls this periodically; `resume_all` once at start-up."""
+        reaped = []
         now = self.clock.now()
+        for row in self.store.busy_steps():
+            alive = owner_alive(row.get("owner"))
+            beat = row.get("heartbeat_at") or row.get("started_at") or 0
+            if alive is True or (alive is None and now - beat < STALE_AFTER_SECONDS):
+                continue
+            kind = kinds().get(row["kind"])
+            idempotent = bool(kind and kind.idempotent)
+            offers = interrupted_offers(kind)
+            if self.store.transition_step(
+                row["run_id"], row["key"], [row["state"]], "interrupted", actor=ENGINE, front_end=ENGINE,
+                action="step.interrupted",
+                detail={"owner": row.get("owner"), "was": row["state"], "idempotent": idempotent,
+                        "offers": offers, "why": "its process is gone" if alive is False
+                        else f"no heartbeat for {_ago(now - beat)}"},
+            ):
+                reaped.append((row["run_id"], row["key"]))
+                # Front ends show the decision controls (Slack: Verify/Retry/Skip/Rollback buttons).
+                self._tell(row["run_id"], ("step_finished", row["key"]), ("run_updated", None))
+        return reaped
+
+    def resume_all(self) -> list[str]:
+        """On start-up: reap steps whose process died, then drive every active run."""
+        self.reap()
+        resumed = []
         for run in self.store.list_runs(states=ACTIVE_RUN, limit=10_000):
-            for step in self.store.get_steps(run["id"]):
-                if step["state"] not in ("applying", "verifying"):
-                    continue
-                beat = step.get("heartbeat_at") or step.get("started_at") or 0
-                if _owner_alive(step.get("owner")) and now - beat < STALE_AFTER_SECONDS:
-                    continue  # another live process is applying it
-                if self.store.transition_step(
-                    run["id"], step["key"], [step["state"]], "interrupted", actor=ENGINE, front_end=ENGINE,
-                    action="step.interrupted",
-                    detail={"owner": step.get("owner"), "was": step["state"],
-                            "next": "a person decides: verify, retry, skip or rollback"},
-                ):
-                    # Front ends show the decision controls (Slack: Verify/Retry/Skip/Rollback buttons).
-                    self._tell(run["id"], ("step_finished", step["key"]), ("run_updated", None))
             try:
                 self._runbook_for(run)
             except RunbookChanged as exc:
@@ -364,36 +391,70 @@ class Runner:
             self._kick(run["id"])
         return resumed
 
+    def start_reaper(self, every: float = HEARTBEAT_SECONDS) -> threading.Event:
+        """Reap on a daemon thread every `every` seconds (for `serve`); set the returned event to stop."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(every):
+                try:
+                    self.reap()
+                except Exception:  # a busy store must not end the reaper; it tries again next period
+                    log.error("reaper failed:\n%s", secret_values.redact(traceback.format_exc()))
+
+        threading.Thread(target=loop, name="runbook-reaper", daemon=True).start()
+        return stop
+
     def view(self, run_id: str) -> RunView:
         run = self.store.find_run(run_id)
         if run is None:
             raise KeyError(run_id)
         loaded = self._runbook_quiet(run)
-        steps = []
-        for row in self.store.get_steps(run["id"]):
-            policy, needs = None, False
-            if loaded is not None:
-                spec = self._spec_for(loaded, row)
-                if spec is not None:
-                    kind = kinds().get(spec.kind if isinstance(spec, RollbackSpec) else spec.kind)
-                    pol = loaded.model.policy_for(spec, mutating=bool(kind and kind.mutating))
-                    if pol is not None:
-                        needs = True
-                        policy = self._policy_dict(pol, loaded, run)
-            approvals = self.store.approvals(run["id"], row["key"], row["request_no"]) if row["request_no"] else []
-            steps.append(StepView(
-                run_id=run["id"], key=row["key"], step_id=row["step_id"], kind=row["kind"], phase=row["phase"],
-                state=row["state"], index=row["idx"], plan=row["plan"], result=row["result"],
-                verification=row["verification"], error=row["error"],
-                approvals=[{"approver": a["approver"], "decision": a["decision"], "at": a["at"],
-                            "reason": a["reason"], "front_end": a["front_end"]} for a in approvals],
-                needs_approval=needs, approval_policy=policy, requested_at=row["requested_at"],
-                started_at=row["started_at"], finished_at=row["finished_at"],
-            ))
+        rows, mark = self._rows.get_marked(run["id"])
+        key = (run["id"], run["runbook_sha256"])
+        old_mark, steps = self._views.get(key, (None, []))
+        changed = self._rows.keys_between(run["id"], old_mark, mark)
+        if changed is None or len(steps) != len(rows):
+            steps = [self._build_step_view(loaded, run, row, rows) for row in rows]
+        elif changed:
+            rebuild = {self._position(run["id"], k) for k in set(changed)}
+            if any(rows[i]["phase"] == "rollback" for i in rebuild):  # undo rows share one approval
+                for i in range(len(rows) - 1, -1, -1):  # they sort last (idx >= 1000)
+                    if rows[i]["phase"] != "rollback":
+                        break
+                    rebuild.add(i)
+            steps = list(steps)  # views already handed to a channel stay as they were
+            for i in rebuild:
+                steps[i] = self._build_step_view(loaded, run, rows[i], rows)
+        self._views[key] = (mark, steps)
         return RunView(id=run["id"], runbook=run["runbook"], state=run["state"], params=run["params"],
                        started_by=run["started_by"], front_end=run["front_end"], created_at=run["created_at"],
                        updated_at=run["updated_at"], steps=steps, chat=run["chat"], error=run["error"],
                        dry_run=run["dry_run"])
+
+    def _position(self, run_id: str, key: str) -> int:
+        return self._rows._entries[run_id].position[key]
+
+    def _build_step_view(self, loaded: LoadedRunbook | None, run: dict[str, Any], row: dict[str, Any],
+                   rows: list[dict[str, Any]]) -> StepView:
+        policy, needs = None, False
+        if loaded is not None:
+            eff = self._effective(loaded, run, row, rows)
+            if eff is not None:
+                needs = True
+                policy = self._policy_dict(eff.policy, loaded, run)
+                policy["covers"] = eff.covers
+        approvals = self.store.approvals(run["id"], row["key"], row["request_no"]) if row["request_no"] else []
+        return StepView(
+            run_id=run["id"], key=row["key"], step_id=row["step_id"], kind=row["kind"], phase=row["phase"],
+            state=row["state"], index=row["idx"], plan=row["plan"], result=row["result"],
+            verification=row["verification"], error=row["error"],
+            approvals=[{"approver": a["approver"], "decision": a["decision"], "at": a["at"],
+                        "reason": a["reason"], "front_end": a["front_end"]} for a in approvals],
+            needs_approval=needs, approval_policy=policy, requested_at=row["requested_at"],
+            started_at=row["started_at"], finished_at=row["finished_at"], plan_digest=plan_digest_of(row),
+            offers=interrupted_offers(kinds().get(row["kind"])) if row["state"] == "interrupted" else [],
+        )
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Tests and the console: wait until no background work is queued or running."""
@@ -450,6 +511,36 @@ class Runner:
                 raise StartRefused(f"targets.{name}.{format_path(first['loc'])}: {first['msg']}") from None
         return out
 
+    def _rendered_targets(self, loaded: LoadedRunbook, params: dict[str, Any]) -> dict[str, Any]:
+        """Targets rendered once at start, as stored with the run (the store masks secret values)."""
+        ctx = TemplateContext(params=params, targets={}, env=env_values(loaded.model.env), outputs={})
+        return {name: render_value(raw, ctx) for name, raw in loaded.model.targets.items()}
+
+    def _run_targets(self, loaded: LoadedRunbook, run: dict[str, Any], *, parsed: bool = True) -> dict[str, Any]:
+        """The resources the run acts on, as rendered when it started, so a resume or a rollback in
+        another process (another environment) acts on the same ones. A target holding a secret was
+        stored masked: only that one is rendered again from the environment, at use."""
+        stored = run.get("targets")
+        if stored is None:  # a run from before targets were stored
+            return self._targets(loaded, run["params"]) if parsed else self._rendered_targets(loaded, run["params"])
+        out: dict[str, Any] = {}
+        for name, raw in loaded.model.targets.items():
+            value = stored.get(name)
+            if value is None or secret_values.MASK in json.dumps(value):
+                ctx = TemplateContext(params=run["params"], targets={}, env=env_values(loaded.model.env), outputs={})
+                try:
+                    value = render_value(raw, ctx)
+                except (TemplateNameError, TemplateSyntaxProblem) as exc:
+                    raise StepError(f"targets.{name}: {exc}") from None
+            if parsed:
+                try:
+                    value = parse_target(value)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    raise StepError(f"targets.{name}.{format_path(first['loc'])}: {first['msg']}") from None
+            out[name] = value
+        return out
+
     @staticmethod
     def _lock_keys(loaded: LoadedRunbook, params: dict[str, Any], targets: dict[str, Any]) -> list[str]:
         """One lock per environment the run points at; a runbook with no targets locks on its params."""
@@ -471,8 +562,7 @@ class Runner:
         if digest != run["runbook_sha256"]:
             raise RunbookChanged(
                 f"run {run['id']}: {path} changed on disk since the run started (sha256 {run['runbook_sha256'][:12]} "
-                f"-> {digest[:12]}); refusing to go on. Re-plan it explicitly (`runbook-bot replan {run['id']}`) "
-                f"or abort it."
+                f"-> {digest[:12]}); refusing to go on. Re-plan it explicitly or abort it."
             )
         if cached is None:
             try:
@@ -488,25 +578,29 @@ class Runner:
         except RunbookChanged:
             return None
 
+    def _effective(self, loaded: LoadedRunbook, run: dict[str, Any], row: dict[str, Any],
+                   rows: list[dict[str, Any]] | None = None) -> EffectivePolicy | None:
+        """The approval this row needs (None: none), a whole rollback's one approval included."""
+        round_started = None
+        if row["phase"] == "rollback" and loaded.model.rollback_approval == "once":
+            rows = rows if rows is not None else self._rows.get(run["id"])
+            round_started = self.store.last_event_at(run["id"], "run.rolling_back")
+        return effective_policy(loaded.model, row, rows or [], kinds(), round_started)
+
     def _spec_for(self, loaded: LoadedRunbook, row: dict[str, Any]) -> Step | RollbackSpec | None:
         """The runbook entry a step row runs: a step, a step's explicit rollback, or a kind's own undo."""
-        try:
-            step = loaded.model.step(row["step_id"])
-        except KeyError:
-            return None
-        if row["key"].startswith(UNDO_PREFIX):
-            return step.rollback if step.rollback is not None else step
-        return step
+        return spec_for(loaded.model, row)
 
     def _template_ctx(self, loaded: LoadedRunbook, run: dict[str, Any],
                       steps: list[dict[str, Any]] | None = None) -> TemplateContext:
         params = run["params"]
         base = TemplateContext(params=params, targets={}, env=env_values(loaded.model.env), outputs={})
-        targets = {name: render_value(raw, base) for name, raw in loaded.model.targets.items()}
-        outputs = {}
-        for row in steps if steps is not None else self.store.get_steps(run["id"]):
-            if row["phase"] == "forward" and row["state"] in ("succeeded", "rolled_back") and row["result"]:
-                outputs[row["step_id"]] = row["result"].get("outputs", {})
+        targets = self._run_targets(loaded, run, parsed=False)
+        if steps is None:
+            outputs = self._rows.outputs(run["id"])
+        else:
+            outputs = {row["step_id"]: row["result"].get("outputs", {}) for row in steps
+                       if row["phase"] == "forward" and row["state"] in ("succeeded", "rolled_back") and row["result"]}
         return TemplateContext(params=params, targets=targets, env=base.env, outputs=outputs)
 
     def _policy_dict(self, policy: ApprovalPolicy, loaded: LoadedRunbook, run: dict[str, Any]) -> dict[str, Any]:
@@ -514,7 +608,7 @@ class Runner:
         if policy.confirm_text:
             try:
                 data["confirm_text"] = render_string(policy.confirm_text, self._template_ctx(loaded, run))
-            except (TemplateNameError, TemplateSyntaxProblem):
+            except (TemplateNameError, TemplateSyntaxProblem, StepError):
                 data["confirm_text"] = policy.confirm_text
         return data
 
@@ -575,10 +669,10 @@ class Runner:
             self.store.add_event(run_id, "run.resume_refused", actor=ENGINE, front_end=ENGINE,
                                  detail={"reason": str(exc)})
             return False
-        steps = self.store.get_steps(run_id)
+        steps = self._rows.get(run_id)
         current = next((s for s in steps if s["state"] not in TERMINAL_STEP), None)
         if current is None:
-            self._finish(run)
+            self._finish(run, loaded, steps)
             return False
         state = current["state"]
         if state == "pending":
@@ -587,15 +681,26 @@ class Runner:
             return self._after_plan(run, loaded, current)
         return False  # awaiting_approval, applying, verifying, interrupted: someone else moves it
 
-    def _finish(self, run: dict[str, Any]) -> None:
-        to = "succeeded" if run["state"] == "running" else "rolled_back"
-        failed = [s for s in self.store.get_steps(run["id"]) if s["state"] == "failed"]
-        if to == "succeeded" and failed:
-            detail = {"failed_steps_continued": [s["key"] for s in failed]}
+    def _finish(self, run: dict[str, Any], loaded: LoadedRunbook | None,
+                steps: list[dict[str, Any]] | None = None) -> None:
+        """End a run that has nothing left to do, in the state that is true of it."""
+        steps = steps if steps is not None else self.store.get_steps(run["id"])
+        error, detail = None, None
+        if run["state"] == RunState.RUNNING:
+            failed = [s for s in steps if s["state"] == "failed"]
+            to = RunState.COMPLETED_WITH_FAILURES if failed else RunState.SUCCEEDED
+            if failed:
+                detail = {"failed": [s["key"] for s in failed]}
+                error = f"{len(failed)} step(s) failed: " + "; ".join(f"{s['key']}: {s['error']}" for s in failed)
+        elif run["state"] == RunState.ROLLING_BACK:
+            steps = self.store.get_steps(run["id"])  # once per run: every column fresh (apply_started)
+            to, error = rollback_outcome(steps, loaded.model if loaded else None, kinds())
         else:
-            detail = None
+            return
         if self.store.transition_run(run["id"], [run["state"]], to, actor=ENGINE, front_end=ENGINE,
-                                     detail=detail, release_locks=True):
+                                     error=error, detail=detail, release_locks=True):
+            if to == RunState.ROLLBACK_INCOMPLETE:
+                self._tell(run["id"], ("notify", None, error, "error"))
             self._tell(run["id"], ("run_finished", None))
 
     def _kind_and_inputs(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]):
@@ -615,13 +720,11 @@ class Runner:
     def _plan_step(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]) -> bool:
         run_id, key = run["id"], row["key"]
         try:
-            spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
-            ctx = self._ctx(run, loaded, row)
-            original = self._original(run_id, row)
-            if original is not None and not isinstance(spec, RollbackSpec):
-                plan = kind.plan_rollback(ctx, inputs, Result.model_validate(original["result"] or {"summary": ""}))
-            else:
-                plan = kind.plan(ctx, inputs)
+            plan = self._plan_of(run, loaded, row)
+            if row["phase"] == "rollback":
+                plan = self._whole_rollback_plan(run, loaded, row, plan)
+        except PlanRefused as exc:
+            return self._block(run_id, key, ["pending"], self._describe(exc))
         except Exception as exc:  # noqa: BLE001 -- recorded as the step's failure with its type
             return self._fail(run, loaded, row, self._describe(exc), from_states=["pending"])
         if not self.store.transition_step(run_id, key, ["pending"], "planned", actor=ENGINE, front_end=ENGINE,
@@ -629,9 +732,47 @@ class Runner:
             return True  # someone else planned it; look again
         self._tell(run_id, ("run_updated", None), ("post_plan", key))
         if plan.blocking:
-            return self._fail(run, loaded, self.store.get_step(run_id, key),
-                              "the plan refused: " + "; ".join(plan.blocking), from_states=["planned"])
+            return self._block(run_id, key, ["planned"], "; ".join(plan.blocking))
         return True
+
+    def _plan_of(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]) -> Plan:
+        spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
+        ctx = self._ctx(run, loaded, row)
+        original = self._original(run["id"], row)
+        if original is not None and not isinstance(spec, RollbackSpec):
+            return kind.plan_rollback(ctx, inputs, undo_source(original))
+        return kind.plan(ctx, inputs)
+
+    def _whole_rollback_plan(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any],
+                             plan: Plan) -> Plan:
+        """The first undo step of a rollback approved as one decision shows the whole reverse plan."""
+        eff = self._effective(loaded, run, row)
+        if eff is None or len(eff.covers) < 2:
+            return plan
+        rows = {r["key"]: r for r in self._rows.get(run["id"])}
+        lines = [["step", "plan"], [row["key"], plan.summary]]
+        for key in eff.covers[1:]:
+            try:
+                lines.append([key, self._plan_of(run, loaded, rows[key]).summary])
+            except Exception as exc:  # noqa: BLE001 -- shown; that step plans again (and may fail) when reached
+                lines.append([key, f"could not plan yet: {self._describe(exc)}"])
+        return plan.model_copy(update={
+            "summary": f"Roll back {len(eff.covers)} steps with one approval, in this order: "
+                       + "; ".join(f"{k}: {s}" for k, s in lines[1:]),
+            "table": lines})
+
+    def _block(self, run_id: str, key: str, from_states: list[str], reason: str) -> bool:
+        """A refusing plan blocks its step: not a failure (nothing is undone), the run waits for a re-plan.
+        A dry run waits for nobody: there the refusal is the step's failure (and the exit code's)."""
+        run = self.store.get_run(run_id)
+        if run is not None and run["dry_run"]:
+            return self._fail(run, self._runbook_quiet(run), self.store.get_step(run_id, key),
+                              f"the plan refused: {reason}", from_states=from_states)
+        if self.store.transition_step(run_id, key, from_states, "blocked", actor=ENGINE, front_end=ENGINE,
+                                      error=f"the plan refused: {reason}",
+                                      detail={"next": "re-plan the run once the reason is gone"}):
+            self._tell(run_id, ("step_finished", key), ("run_updated", None))
+        return False
 
     def _after_plan(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]) -> bool:
         run_id, key = run["id"], row["key"]
@@ -639,9 +780,8 @@ class Runner:
             self.store.transition_step(run_id, key, ["planned"], "skipped", actor=ENGINE, front_end=ENGINE,
                                        action="step.dry_run", finished_at=self.clock.now())
             return True
-        spec = self._spec_for(loaded, row)
-        kind_cls = kinds()[spec.kind]
-        policy = loaded.model.policy_for(spec, mutating=kind_cls.mutating)
+        eff = self._effective(loaded, run, row)
+        policy = eff.policy if eff is not None else None
         if policy is None:
             if self.store.transition_step(run_id, key, ["planned"], "applying", actor=ENGINE, front_end=ENGINE,
                                           action="step.applying", owner=self.owner,
@@ -652,7 +792,8 @@ class Runner:
         if self.store.transition_step(run_id, key, ["planned"], "awaiting_approval", actor=ENGINE,
                                       front_end=ENGINE, requested_at=self.clock.now(),
                                       request_no=(row["request_no"] or 0) + 1,
-                                      detail={"approvers": policy.approvers, "min": policy.min}):
+                                      detail={"approvers": policy.approvers, "min": policy.min,
+                                              "covers": eff.covers}):
             self._tell(run_id, ("run_updated", None), ("request_approval", key))
         return False
 
@@ -660,7 +801,7 @@ class Runner:
              timeout: float | None = None) -> StepContext:
         run_id, key = run["id"], row["key"]
         tctx = self._template_ctx(loaded, run)
-        targets = self._targets(loaded, run["params"])
+        targets = self._run_targets(loaded, run)
         cancel = self._cancel_event(run_id)
         last_check = [0.0]
         last_progress = [0.0]
@@ -675,7 +816,6 @@ class Runner:
                 if current is None or current["state"] not in ACTIVE_RUN:
                     cancel.set()
                     return True
-                self.store.heartbeat(run_id, key, self.owner)  # tells a restarting process we are alive
             return False
 
         started = time.monotonic()
@@ -700,20 +840,27 @@ class Runner:
         def history() -> list[StepRecord]:
             return [StepRecord(step_id=s["step_id"], kind=s["kind"], state=s["state"], plan=s["plan"],
                                result=s["result"], finished_at=s["finished_at"])
-                    for s in self.store.get_steps(run_id) if s["key"] != key]
+                    for s in self._rows.get(run_id) if s["key"] != key]
 
         deadline = self.clock.now() + timeout if timeout else None
         return StepContext(run_id=run_id, step_id=row["step_id"], runbook_name=loaded.model.name,
                            params=run["params"], targets=targets, outputs=dict(tctx.outputs), clock=self.clock,
                            deadline=deadline, is_cancelled=is_cancelled, on_progress=on_progress, on_log=on_log,
-                           history_fn=history, store=self.store, started_at=row.get("started_at"))
+                           history_fn=history, store=self.store, started_at=row.get("started_at"),
+                           on_undo=lambda data: self.store.record_undo(run_id, key, data))
 
     def _execute_then_drive(self, run_id: str, key: str) -> None:
         self._execute(run_id, key)
         self._drive(run_id)
 
     def _execute(self, run_id: str, key: str) -> None:
-        """Apply then verify a step this process has just moved to `applying` (the CAS winner only)."""
+        """Apply then verify a step this process has just moved to `applying` (the CAS winner only).
+
+        The engine's heartbeat thread beats for the whole call, whatever the step's code is doing."""
+        with self._beats.beating(run_id, key):
+            self._execute_beating(run_id, key)
+
+    def _execute_beating(self, run_id: str, key: str) -> None:
         run = self.store.get_run(run_id)
         row = self.store.get_step(run_id, key)
         try:
@@ -724,20 +871,20 @@ class Runner:
         self._tell(run_id, ("run_updated", None))
         try:
             spec, kind, inputs = self._kind_and_inputs(run, loaded, row)
+            ctx = self._ctx(run, loaded, row, timeout=spec.timeout)
         except StepError as exc:
             self._fail(run, loaded, row, str(exc), from_states=["applying"])
             return
-        timeout = spec.timeout
         retries = spec.retries if isinstance(spec, Step) else None
         attempts = retries.attempts if retries else 1
-        ctx = self._ctx(run, loaded, row, timeout=timeout)
         plan = Plan.model_validate(row["plan"] or {"summary": ""})
         original = self._original(run_id, row)
         undo_of = None
         if original is not None and not isinstance(spec, RollbackSpec):
-            undo_of = Result.model_validate(original["result"] or {"summary": ""})
+            undo_of = undo_source(original)
 
         result: Result | None = None
+        self.store.mark_apply_started(run_id, key)
         for attempt in range(1, attempts + 1):
             try:
                 ctx.check_cancelled()
@@ -747,6 +894,13 @@ class Runner:
                 if undo_of is None and kind.Outputs is not None:
                     kind.Outputs.model_validate(result.outputs)
                 break
+            except PlanRefused as exc:
+                if not (self.store.get_step(run_id, key) or {}).get("undo"):  # refused before changing anything
+                    self._block(run_id, key, ["applying"], self._describe(exc))
+                    return
+                self._fail(run, loaded, self.store.get_step(run_id, key), self._describe(exc),
+                           from_states=["applying"], require_run_state=None, detail={"attempts": attempt})
+                return
             except Exception as exc:  # noqa: BLE001 -- classified below; never swallowed
                 retryable = not isinstance(exc, Cancelled) and (
                     (not kind.mutating and not isinstance(exc, (TypeError, ValidationError)))
@@ -768,11 +922,25 @@ class Runner:
                            from_states=["applying"], require_run_state=None, detail={"attempts": attempt})
                 return
         assert result is not None
+        if result.undo:
+            self.store.record_undo(run_id, key, result.undo)  # the way back, whatever happens next
         if not self.store.transition_step(run_id, key, ["applying"], "verifying", actor=ENGINE, front_end=ENGINE,
                                           result=result.model_dump(), attempt=attempt,
                                           require_run_state=None):
+            self._orphaned(run_id, key, result)
             return
         self._verify(run, loaded, key, kind, inputs, result, undo_of, ctx, attempts)
+
+    def _orphaned(self, run_id: str, key: str, result: Result) -> None:
+        """The apply finished but the step was no longer ours to move (another process marked it
+        interrupted, or a person decided it meanwhile). Keep what it did and say so loudly."""
+        now = self.store.get_step(run_id, key) or {}
+        message = (f"{key} finished applying ({result.summary}) after it had been moved to {now.get('state')!r} "
+                   "by someone else; its result and undo data are kept in the audit log and the step's row")
+        self.store.add_event(run_id, "step.result_orphaned", actor=ENGINE, front_end=ENGINE, step_key=key,
+                             detail={"result": result.model_dump(), "state_now": now.get("state")})
+        log.error(message)
+        self._tell(run_id, ("notify", None, message, "error"))
 
     def _verify(self, run: dict[str, Any], loaded: LoadedRunbook, key: str, kind: StepKind, inputs: Any,
                 result: Result, undo_of: Result | None, ctx: StepContext, attempts: int) -> None:
@@ -805,8 +973,8 @@ class Runner:
                                       finished_at=self.clock.now(), require_run_state=None):
             row = self.store.get_step(run_id, key)
             if undo_of is not None or key.startswith(UNDO_PREFIX):
-                self.store.transition_step(run_id, row["step_id"], ["succeeded"], "rolled_back", actor=ENGINE,
-                                           front_end=ENGINE, require_run_state=None)
+                self.store.transition_step(run_id, row["step_id"], ["succeeded", "failed"], "rolled_back",
+                                           actor=ENGINE, front_end=ENGINE, require_run_state=None)
             self._tell(run_id, ("step_finished", key), ("run_updated", None))
 
     def _verify_then_drive(self, run_id: str, key: str, user: str) -> None:
@@ -827,7 +995,8 @@ class Runner:
     # ------------------------------------------------------------------------------------------
 
     def _decide(self, run_id: str, key: str, *, user: str, front_end: str, approve: bool,
-                confirm: str | None = None, reason: str = "") -> Decision:
+                confirm: str | None = None, reason: str = "", plan_digest: str | None = None,
+                precheck: bool = False) -> Decision:
         run = self.store.find_run(run_id)
         if run is None:
             return Decision(False, "no_run", f"no run {run_id}")
@@ -840,12 +1009,11 @@ class Runner:
         except RunbookChanged as exc:
             self.store.add_event(run_id, "approval.refused", actor=user, front_end=front_end, step_key=key,
                                  detail={"code": "runbook_changed"})
-            return Decision(False, "runbook_changed", str(exc), run_id)
-        spec = self._spec_for(loaded, row)
-        kind_cls = kinds()[spec.kind]
-        policy = loaded.model.policy_for(spec, mutating=kind_cls.mutating)
-        if policy is None:
+            return Decision(False, "runbook_changed", str(exc), run_id, next_action=("replan",))
+        eff = self._effective(loaded, run, row)
+        if eff is None:
             return Decision(False, "no_approval_needed", f"{key} needs no approval", run_id)
+        policy = eff.policy
 
         def refuse(code: str, message: str) -> Decision:
             self.store.add_event(run_id, "approval.refused", actor=user, front_end=front_end, step_key=key,
@@ -854,8 +1022,12 @@ class Runner:
 
         if row["state"] != "awaiting_approval":
             return self._already(run_id, row, user, front_end)
+        if plan_digest is not None and plan_digest != plan_digest_of(row):
+            summary = (row["plan"] or {}).get("summary", "")
+            return refuse("plan_changed", f"{key} was re-planned after you saw it; nothing was approved. "
+                          f"The plan now is: {summary}")
         if approve:
-            if not any(self._matches(user, a) for a in policy.approvers):
+            if not eff.allows(user, self._matches):
                 return refuse("not_allowed", f"{user} is not an approver of {key} "
                               f"(approvers: {', '.join(policy.approvers)})")
             if user == run["started_by"] and not policy.allow_self:
@@ -863,16 +1035,21 @@ class Runner:
                               "self-approval; another approver must approve")
             if policy.expires_after and row["requested_at"] and \
                     self.clock.now() - row["requested_at"] > policy.expires_after:
-                return refuse("expired", f"the approval request for {key} expired "
-                              f"{_ago(self.clock.now() - row['requested_at'] - policy.expires_after)} ago; "
-                              f"re-plan the run (`runbook-bot replan {run_id}`) to get a fresh plan")
+                decision = refuse("expired", f"the approval request for {key} expired "
+                                  f"{_ago(self.clock.now() - row['requested_at'] - policy.expires_after)} ago; "
+                                  "re-plan the run to get a fresh plan")
+                decision.next_action = ("replan",)
+                return decision
+            if precheck:
+                return Decision(True, "may_approve", f"{user} may approve {key}", run_id)
             if policy.confirm_text:
                 expected = self._policy_dict(policy, loaded, run)["confirm_text"]
+                # A confirm text rendered from a secret is never echoed back.
+                shown = repr(expected) if secret_values.redact(expected) == expected else "the confirmation text"
                 if confirm is None:
-                    return Decision(False, "confirm_required", f"type {expected!r} to approve {key}", run_id)
+                    return Decision(False, "confirm_required", f"type {shown} to approve {key}", run_id)
                 if confirm.strip() != expected:
-                    return refuse("confirm_mismatch", f"you typed {confirm.strip()!r}; type {expected!r} exactly "
-                                  "to approve")
+                    return refuse("confirm_mismatch", f"that is not it: type {shown} exactly to approve")
         else:
             if not any(self._matches(user, a) for a in policy.approvers) and user != run["started_by"]:
                 return refuse("not_allowed", f"{user} may not reject {key}: only its approvers or the "
@@ -898,17 +1075,18 @@ class Runner:
                                         action="approval.granted" if approve else "approval.rejected",
                                         detail={"request_no": request_no, "reason": reason or None})
                     if approve:
-                        count = conn.execute(
-                            "SELECT COUNT(*) FROM approvals WHERE run_id = ? AND step_key = ? AND request_no = ?"
-                            " AND decision = 'approve'", (run_id, key, request_no)).fetchone()[0]
-                        if count >= policy.min:
+                        names = [r[0] for r in conn.execute(
+                            "SELECT approver FROM approvals WHERE run_id = ? AND step_key = ? AND request_no = ?"
+                            " AND decision = 'approve'", (run_id, key, request_no))]
+                        count = len(names)
+                        if eff.satisfied(names, self._matches):
                             won = self.store.transition_step_in(
                                 conn, run_id, key, ["awaiting_approval"], "applying", actor=user,
                                 front_end=front_end, action="step.approved", owner=self.owner,
                                 heartbeat_at=self.clock.now(), started_at=self.clock.now(),
                                 detail={"approvals": count, "min": policy.min})
                         else:
-                            still = policy.min - count
+                            still = eff.missing(names, self._matches)
                     else:
                         self.store.transition_step_in(
                             conn, run_id, key, ["awaiting_approval"], "failed", actor=user, front_end=front_end,
@@ -927,6 +1105,42 @@ class Runner:
             self._submit(self._execute_then_drive, run_id, key)
             return Decision(True, "approved", f"{key} approved by {user}; applying", run_id)
         return Decision(True, "waiting_more", f"approval recorded; {still} more needed", run_id)
+
+    def _authorise(self, run: dict[str, Any], loaded: LoadedRunbook | None, user: str, front_end: str,
+                   action: str, *, step: dict[str, Any] | None = None) -> Decision | None:
+        """None when `user` may take `action`; else a refusal, audited.
+
+        Deciding an interrupted step (retry re-applies it) takes an approver of that step, and
+        the starter only where the step allows self-approval. Abort and rollback take an approver
+        of any of the run's steps, or the person who started the run (each undo step is still
+        approved as usual)."""
+        if loaded is None:
+            return None  # the runbook cannot be read; the action itself refuses with the reason
+        registry = kinds()
+        if step is not None:
+            spec = self._spec_for(loaded, step)
+            specs = [spec] if spec is not None else []
+        else:
+            specs = list(loaded.model.steps)
+        policies = [p for p in (loaded.model.policy_for(s, mutating=bool(registry.get(s.kind) and
+                                                                           registry[s.kind].mutating))
+                                for s in specs) if p is not None]
+        if not policies:
+            return None
+        allowed = any(self._matches(user, a) for p in policies for a in p.approvers)
+        if user == run["started_by"]:
+            allowed = True if step is None else allowed and all(p.allow_self for p in policies)
+        if allowed:
+            return None
+        approvers = sorted({a for p in policies for a in p.approvers})
+        message = (f"{user} may not {action.replace('resolve.', '')} "
+                   f"{step['key'] if step else 'run ' + run['id']}: "
+                   f"only its approvers ({', '.join(approvers) or 'none listed'})"
+                   + ("" if step is not None else " or the person who started the run") + " may")
+        self.store.add_event(run["id"], f"{action.split('.')[0]}.refused", actor=user, front_end=front_end,
+                             step_key=step["key"] if step else None,
+                             detail={"code": "not_allowed", "action": action, "message": message})
+        return Decision(False, "not_allowed", message, run["id"])
 
     def _already(self, run_id: str, row: dict[str, Any], user: str, front_end: str) -> Decision:
         approvals = self.store.approvals(run_id, row["key"], row["request_no"]) if row["request_no"] else []
@@ -970,10 +1184,14 @@ class Runner:
         if run["state"] not in ACTIVE_RUN:
             return
         if run["state"] == "rolling_back":
-            self.store.transition_run(run["id"], ["rolling_back"], "failed", actor=ENGINE, front_end=ENGINE,
-                                      error=f"rollback step {row['key']} failed: {row['error']}; the undo steps after "
-                                            "it were not run", release_locks=True)
-            self._tell(run["id"], ("run_finished", None))
+            # Later undo steps may depend on this one (reverse order): stop, and say exactly what holds.
+            with self.store.transaction() as conn:
+                for later in self.store.get_steps(run["id"]):
+                    if later["phase"] == "rollback" and later["state"] in ("pending", "planned", "awaiting_approval"):
+                        self.store.transition_step_in(conn, run["id"], later["key"], [later["state"]], "skipped",
+                                                      actor=ENGINE, front_end=ENGINE,
+                                                      detail={"reason": f"{row['key']} failed first"})
+            self._finish(self.store.get_run(run["id"]), loaded)
             return
         on_failure = "abort"
         if loaded is not None:
@@ -996,34 +1214,27 @@ class Runner:
     def _begin_rollback(self, run: dict[str, Any], loaded: LoadedRunbook, steps: list[dict[str, Any]], *,
                         actor: str, front_end: str, reason: str) -> Decision:
         run_id = run["id"]
-        registry = kinds()
-        undo: list[dict[str, Any]] = []
-        existing = {s["key"] for s in steps}
-        for row in sorted((s for s in steps if s["phase"] == "forward" and s["state"] == "succeeded"),
-                          key=lambda s: s["idx"], reverse=True):
-            spec = loaded.model.step(row["step_id"])
-            if spec.rollback is None and not registry[spec.kind]().can_rollback():
-                continue
-            key = UNDO_PREFIX + row["step_id"]
-            if key not in existing:
-                undo.append({"key": key, "step_id": row["step_id"], "kind": (spec.rollback or spec).kind,
-                             "phase": "rollback"})
-        for spec in loaded.model.rollback:
-            if spec.id not in existing:
-                undo.append({"key": spec.id, "step_id": spec.id, "kind": spec.kind, "phase": "rollback"})
-        base = max([s["idx"] for s in steps] + [ROLLBACK_IDX - 1]) + 1
-        for i, item in enumerate(undo):
-            item["idx"] = base + i
-        lock_keys = self._lock_keys(loaded, run["params"], self._targets(loaded, run["params"]))
+        undo, stuck = plan_undo(steps, loaded.model, kinds())
+        again = retry_keys(steps) if run["state"] == RunState.ROLLBACK_INCOMPLETE else []
+        try:
+            lock_keys = self._lock_keys(loaded, run["params"], self._run_targets(loaded, run))
+        except StepError as exc:
+            return Decision(False, "targets", f"cannot roll back: {exc}", run_id)
         try:
             with self.store.transaction() as conn:
-                if not self.store.transition_run_in(conn, run_id, ["running", "succeeded", "failed", "aborted"],
+                if not self.store.transition_run_in(conn, run_id, sorted(st.RUN_ROLLBACK_FROM),
                                                     "rolling_back", actor=actor, front_end=front_end,
-                                                    detail={"reason": reason, "undo": [u["key"] for u in undo]}):
+                                                    detail={"reason": reason, "undo": [u["key"] for u in undo],
+                                                            "again": again,
+                                                            "cannot_undo": [f"{k}: {why}" for k, why in stuck]}):
                     return Decision(False, "not_possible", f"run {run_id} cannot roll back from its state", run_id)
                 self.store.acquire_locks_in(conn, run_id, lock_keys)
+                for key in again:
+                    self.store.transition_step_in(conn, run_id, key, ["failed", "skipped"], "pending", actor=actor,
+                                                  front_end=front_end, error=None)
                 for row in steps:
-                    if row["phase"] == "forward" and row["state"] in ("pending", "planned", "awaiting_approval"):
+                    if row["phase"] == "forward" and row["state"] in ("pending", "planned", "awaiting_approval",
+                                                                      "blocked"):
                         self.store.transition_step_in(conn, run_id, row["key"], [row["state"]], "skipped",
                                                       actor=actor, front_end=front_end, action="step.skipped",
                                                       detail={"reason": "the run is rolling back"},
@@ -1034,10 +1245,12 @@ class Runner:
         self._cancel.pop(run_id, None)
         self._tell(run_id, ("notify", None, f"rolling back: {reason}", "warning"), ("run_updated", None))
         self._kick(run_id)
-        if not undo:
-            return Decision(True, "rolling_back", "nothing to undo; the run is marked rolled back", run_id)
-        return Decision(True, "rolling_back", f"rolling back {len(undo)} step(s): "
-                        f"{', '.join(u['key'] for u in undo)}; each asks for approval as usual", run_id)
+        keys = [u["key"] for u in undo] + again
+        warning = "".join(f"; {k} CANNOT be undone ({why})" for k, why in stuck)
+        if not keys:
+            return Decision(True, "rolling_back", "nothing to undo" + warning, run_id)
+        return Decision(True, "rolling_back", f"rolling back {len(keys)} step(s): {', '.join(keys)}; "
+                        f"each asks for approval as usual{warning}", run_id)
 
     # ------------------------------------------------------------------------------------------
     # Small helpers.
@@ -1047,8 +1260,11 @@ class Runner:
         with self._guard:
             return self._cancel.setdefault(run_id, threading.Event())
 
-    @staticmethod
-    def _step_view(view: RunView, key: str) -> StepView:
+    def _step_view(self, view: RunView, key: str) -> StepView:
+        entry = self._rows._entries.get(view.id)
+        at = entry.position.get(key) if entry else None
+        if at is not None and at < len(view.steps) and view.steps[at].key == key:
+            return view.steps[at]
         return next(s for s in view.steps if s.key == key)
 
     @staticmethod
@@ -1076,6 +1292,25 @@ class Runner:
             getattr(self.channel, method)(*args)
         except Exception:  # the run's state is already stored; a lost message is logged loudly
             log.error("channel.%s failed:\n%s", method, secret_values.redact(traceback.format_exc()))
+
+
+def interrupted_offers(kind: type[StepKind] | None) -> list[str]:
+    """What an interrupted step offers, the advised choice first: re-running an idempotent kind is
+    safe, so retry leads; any other kind is verified first (a retry may apply it twice)."""
+    if kind is not None and kind.idempotent:
+        return ["retry", "verify", "skip", "rollback"]
+    return ["verify", "skip", "rollback", "retry"]
+
+
+def plan_digest_of(row: dict[str, Any]) -> str | None:
+    """A short digest of the plan a step's approval request shows, and of which request it is:
+    an approval made on one plan never counts for the next (a re-plan bumps `request_no`)."""
+    if row.get("plan") is None:
+        return None
+    import hashlib
+
+    blob = json.dumps({"plan": row["plan"], "request": row.get("request_no")}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _clock(ts: float | None) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 import sqlite_utils
 
 from bot import secrets
+from bot.engine import states
 from bot.engine.store_faults import StoreFault, check_identity, check_writable, explain, file_identity
 
 SCHEMA_VERSION = 1
@@ -156,6 +157,7 @@ class Store:
                 "runbook_path": str,
                 "runbook_sha256": str,
                 "params": str,
+                "targets": str,
                 "state": str,
                 "started_by": str,
                 "front_end": str,
@@ -189,6 +191,8 @@ class Store:
                 "updated_at": float,
                 "owner": str,
                 "heartbeat_at": float,
+                "undo": str,
+                "apply_started": int,
             },
             pk=("run_id", "key"),
             foreign_keys=[("run_id", "runs", "id")],
@@ -227,6 +231,11 @@ class Store:
         )
         db["locks"].create({"key": str, "run_id": str, "acquired_at": float}, pk="key", if_not_exists=True)
         conn = self.conn()
+        # Columns added after the first release: a store file made by an older version gains them.
+        for table, column, sql_type in (("steps", "undo", "TEXT"), ("steps", "apply_started", "INTEGER"),
+                                        ("runs", "targets", "TEXT")):
+            if column not in {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
         conn.execute(
             "CREATE UNIQUE INDEX IF NOT EXISTS approvals_once"
             " ON approvals(run_id, step_key, request_no, approver)"
@@ -278,6 +287,11 @@ class Store:
             self._event(conn, run_id=run_id, action=action, actor=actor, front_end=front_end,
                         step_key=step_key, detail=detail)
 
+    def last_event_at(self, run_id: str, action: str) -> float | None:
+        row = self.conn().execute("SELECT MAX(at) FROM events WHERE run_id = ? AND action = ?",
+                                  (run_id, action)).fetchone()
+        return row[0] if row else None
+
     def events(self, run_id: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM events" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY id"
         args: tuple[Any, ...] = (run_id,) if run_id else ()
@@ -304,6 +318,7 @@ class Store:
         lock_keys: Sequence[str] = (),
         chat: dict[str, Any] | None = None,
         dry_run: bool = False,
+        targets: dict[str, Any] | None = None,
     ) -> None:
         """Insert a run, its steps and its environment locks in one transaction.
 
@@ -312,11 +327,11 @@ class Store:
         now = self.now()
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO runs(id, runbook, runbook_path, runbook_sha256, params, state, started_by,"
+                "INSERT INTO runs(id, runbook, runbook_path, runbook_sha256, params, targets, state, started_by,"
                 " front_end, chat, error, dry_run, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, NULL, ?, ?, ?)",
-                (run_id, runbook, runbook_path, runbook_sha256, _dumps(params), started_by, front_end,
-                 _dumps(chat or {}), int(dry_run), now, now),
+                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, NULL, ?, ?, ?)",
+                (run_id, runbook, runbook_path, runbook_sha256, _dumps(params), _dumps(targets), started_by,
+                 front_end, _dumps(chat or {}), int(dry_run), now, now),
             )
             self.acquire_locks_in(conn, run_id, lock_keys)  # raises LockHeld: the whole insert rolls back
             for step in steps:
@@ -369,6 +384,7 @@ class Store:
     def _run_row(row: sqlite3.Row) -> dict[str, Any]:
         run = dict(row)
         run["params"] = _loads(run["params"]) or {}
+        run["targets"] = _loads(run.get("targets"))
         run["chat"] = _loads(run["chat"]) or {}
         run["dry_run"] = bool(run["dry_run"])
         return run
@@ -381,6 +397,7 @@ class Store:
     def transition_run_in(self, conn: sqlite3.Connection, run_id: str, from_states: Sequence[str], to_state: str,
                           *, actor: str, front_end: str, error: str | None = None, detail: Any = None,
                           release_locks: bool = False) -> bool:
+        states.check_run_moves(from_states, to_state)
         row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None or row["state"] not in from_states:
             return False
@@ -390,7 +407,8 @@ class Store:
         )
         if release_locks:
             conn.execute("DELETE FROM locks WHERE run_id = ?", (run_id,))
-        self._event(conn, run_id=run_id, action=f"run.{to_state}", actor=actor, front_end=front_end,
+        self._event(conn, run_id=run_id, action=states.RUN_MOVES[(states.RunState(row["state"]),
+                                                                  states.RunState(to_state))], actor=actor, front_end=front_end,
                     from_state=row["state"], to_state=to_state,
                     detail=detail if error is None else {"error": error, **(detail or {})})
         return True
@@ -447,7 +465,7 @@ class Store:
     @staticmethod
     def _step_row(row: sqlite3.Row) -> dict[str, Any]:
         step = dict(row)
-        for col in ("plan", "result", "verification"):
+        for col in ("plan", "result", "verification", "undo"):
             step[col] = _loads(step[col])
         return step
 
@@ -461,7 +479,7 @@ class Store:
             return self.transition_step_in(conn, run_id, key, from_states, to_state, **kwargs)
 
     STEP_FIELDS = frozenset({"plan", "result", "verification", "error", "requested_at", "started_at",
-                             "finished_at", "attempt", "request_no", "owner", "heartbeat_at"})
+                             "finished_at", "attempt", "request_no", "owner", "heartbeat_at", "undo"})
 
     def transition_step_in(
         self,
@@ -482,9 +500,10 @@ class Store:
         bad = set(fields) - self.STEP_FIELDS
         if bad:
             raise ValueError(f"cannot set step fields {sorted(bad)}")
+        states.check_step_moves(from_states, to_state)
         values: dict[str, Any] = {}
         for name, value in fields.items():
-            if name in ("plan", "result", "verification"):
+            if name in ("plan", "result", "verification", "undo"):
                 values[name] = _dumps(value)
             elif name == "error":
                 values[name] = secrets.redact(value) if value else value
@@ -511,9 +530,36 @@ class Store:
         event_detail = detail
         if fields.get("error"):
             event_detail = {"error": fields["error"], **(detail or {})}
-        self._event(conn, run_id=run_id, step_key=key, action=action or f"step.{to_state}", actor=actor,
+        default_action = states.STEP_MOVES[(states.StepState(row["state"]), states.StepState(to_state))]
+        self._event(conn, run_id=run_id, step_key=key, action=action or default_action, actor=actor,
                     front_end=front_end, from_state=row["state"], to_state=to_state, detail=event_detail)
         return True
+
+    def busy_steps(self) -> list[dict[str, Any]]:
+        """Steps in `applying`/`verifying` of active runs (what the reaper looks at), in one query."""
+        rows = self.conn().execute(
+            "SELECT s.* FROM steps s JOIN runs r ON r.id = s.run_id WHERE s.state IN ('applying', 'verifying')"
+            " AND r.state IN ('running', 'rolling_back')").fetchall()
+        return [self._step_row(r) for r in rows]
+
+    def record_undo(self, run_id: str, key: str, undo: dict[str, Any]) -> dict[str, Any]:
+        """Write-ahead: merge what undoing a step needs into its row *now*, before (or as) the step
+        changes things, so a crash or a lost compare-and-set never loses the way back. Returns the
+        merged undo data. Written whatever the step's state: this is a fact about the world."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT undo FROM steps WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
+            if row is None:
+                raise KeyError(f"run {run_id} has no step {key}")
+            merged = {**(_loads(row["undo"]) or {}), **undo}
+            conn.execute("UPDATE steps SET undo = ? WHERE run_id = ? AND key = ?", (_dumps(merged), run_id, key))
+            self._event(conn, run_id=run_id, step_key=key, action="step.undo_recorded", actor="engine",
+                        front_end="engine", detail={"keys": sorted(undo)})
+        return merged
+
+    def mark_apply_started(self, run_id: str, key: str) -> None:
+        """The step's `apply` is about to run: from here on, it may have changed something."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE steps SET apply_started = 1 WHERE run_id = ? AND key = ?", (run_id, key))
 
     def heartbeat(self, run_id: str, key: str, owner: str) -> None:
         """An applying step's owner says it is alive (no event: this is not a change of state)."""

@@ -1,12 +1,21 @@
-"""Environment variables from a file: dotenv, JSON or YAML (exports, and the sandbox).
+"""Environment variables from a file: the exports people have, so a matrix can be taken before deploying.
 
     from bot.platforms import envfile
     env = envfile.read_env(FileTarget(path="exports/heroku.env"))   # SourceEnv
     env.values["WORKERS"].fingerprint()
 
-The format follows the extension: `.json` (an object of name -> scalar), `.yaml`/`.yml` (a mapping
-of the same shape, or `{env: {...}}`), anything else dotenv (python-dotenv's parser: quotes,
-`export`, comments). A JSON/YAML file may also carry `command: "..."` next to `env:`, so the
+What a file may be (the shape decides, the extension picks the parser):
+
+- `.env` / anything else: dotenv (python-dotenv's parser: quotes, `export`, comments);
+- an App Platform app spec, `doctl apps spec get APP` output (YAML or JSON; `services:` etc., or
+  `{spec: ...}` as `doctl apps get -o json` prints it): the run-time envs, as App Platform merges
+  app-level and component envs; SECRET values (`EV[...]`) are known by presence only;
+- an ECS task definition JSON (`aws ecs describe-task-definition` output, or the bare definition
+  with `containerDefinitions`): each container's `environment`, its `secrets` by name (their
+  values live in Secrets Manager/SSM), and its command;
+- a Heroku `heroku config --json` dump: a flat object of name -> value;
+- a Fly `fly.toml`: its `[env]` table (secrets are not in the file), and `[processes]` as commands;
+- a JSON/YAML mapping of name -> scalar, or `{env: {...}, command: "..."}`. A JSON/YAML file may also carry `command: "..."` next to `env:`, so the
 sandbox can stand for a platform that exposes its start command. Every value is registered with
 `bot.secrets` as it is read; nested values are refused with the offending name, not dumped.
 
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import io
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +57,11 @@ def parse(text: str, fmt: str, *, path: str = "<text>") -> tuple[dict[str, str],
     if fmt == "dotenv":
         raw: dict[str, Any] = dict(dotenv_values(stream=io.StringIO(text)))
     else:
-        try:
-            data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as exc:
-            # The parser's message can quote a line of the file, which may hold a value.
-            raise errors.InvalidRequest(PLATFORM, "read", path, f"not valid {fmt}: {type(exc).__name__}") from None
+        data = _structured(text, fmt, path)
         if data is None:
             data = {}
+        if fmt == "toml" and isinstance(data, dict) and not isinstance(data.get("env"), dict):
+            data = {**data, "env": {}}  # fly.toml without [env]: no variables (the rest is not env)
         if not isinstance(data, dict):
             raise errors.InvalidRequest(PLATFORM, "read", path, f"expected a {fmt} mapping of names to values")
         if isinstance(data.get("env"), dict):
@@ -62,6 +70,8 @@ def parse(text: str, fmt: str, *, path: str = "<text>") -> tuple[dict[str, str],
                 command = " ".join(str(c) for c in command)
             if command:
                 commands.append(str(command))
+            if isinstance(data.get("processes"), dict):  # fly.toml: process group -> command
+                commands.extend(str(c) for c in data["processes"].values())
             data = data["env"]
         raw = data
     values = {str(k): _scalar(str(k), v, path) for k, v in raw.items()}
@@ -71,7 +81,52 @@ def parse(text: str, fmt: str, *, path: str = "<text>") -> tuple[dict[str, str],
 
 def format_of(path: str) -> str:
     suffix = Path(path).suffix.lower()
-    return {".json": "json", ".yaml": "yaml", ".yml": "yaml"}.get(suffix, "dotenv")
+    return {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}.get(suffix, "dotenv")
+
+
+APP_SPEC_COMPONENTS = ("services", "workers", "jobs", "static_sites", "functions")
+
+
+def _structured(text: str, fmt: str, path: str) -> Any:
+    try:
+        if fmt == "json":
+            return json.loads(text)
+        if fmt == "toml":
+            return tomllib.loads(text)
+        return yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        # The parser's message can quote a line of the file, which may hold a value.
+        raise errors.InvalidRequest(PLATFORM, "read", path, f"not valid {fmt}: {type(exc).__name__}") from None
+
+
+def _app_spec(data: dict[str, Any]) -> dict[str, Any] | None:
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else data
+    return spec if any(isinstance(spec.get(k), list) for k in APP_SPEC_COMPONENTS) else None
+
+
+def _task_definition(data: dict[str, Any]) -> dict[str, Any] | None:
+    definition = data.get("taskDefinition") if isinstance(data.get("taskDefinition"), dict) else data
+    return definition if isinstance(definition.get("containerDefinitions"), list) else None
+
+
+def _ecs_env(definition: dict[str, Any], path: str) -> SourceEnv:
+    family = definition.get("family", "?")
+    env = SourceEnv(platform=PLATFORM, resource=f"file {path} (ECS task definition {family})")
+    for container in definition["containerDefinitions"]:
+        cname = container.get("name", "?")
+        for item in container.get("environment") or []:
+            value = _scalar(item.get("name", "?"), item.get("value"), path)
+            secrets.register(value)
+            env.values.setdefault(item["name"], EnvValue(item["name"], value, origin=f"{cname} environment"))
+        for item in container.get("secrets") or []:
+            env.values.setdefault(item["name"], EnvValue(item["name"], None, secret=True,
+                                                         origin=f"{cname} secret (valueFrom, not read from a file)"))
+        command = container.get("command") or container.get("entryPoint")
+        if command:
+            env.commands.append(" ".join(str(c) for c in command) if isinstance(command, list) else str(command))
+        if container.get("environmentFiles"):
+            env.notes.append(f"{cname}: environmentFiles (S3) are not read from a file export")
+    return env
 
 
 def read_env(target: Any) -> SourceEnv:
@@ -83,7 +138,22 @@ def read_env(target: Any) -> SourceEnv:
         raise errors.NotFound(PLATFORM, "read", path, "no such file") from None
     except PermissionError:
         raise errors.Unauthorized(PLATFORM, "read", path, "permission denied") from None
-    values, commands = parse(text, format_of(path), path=path)
+    fmt = format_of(path)
+    if fmt != "dotenv":
+        data = _structured(text, fmt, path)
+        if isinstance(data, dict):
+            spec = _app_spec(data)
+            if spec is not None:
+                from bot.platforms.digitalocean.apps import env_of_spec  # pure: reads the spec only
+
+                env = env_of_spec(spec, resource=f"file {path} (App Platform spec {spec.get('name', '?')})")
+                env.platform = PLATFORM
+                secrets.register_many(v.value for v in env.values.values() if v.value is not None)
+                return env
+            definition = _task_definition(data)
+            if definition is not None:
+                return _ecs_env(definition, path)
+    values, commands = parse(text, fmt, path=path)
     env = SourceEnv(platform=PLATFORM, resource=f"file {path}", commands=commands)
     env.values = {name: EnvValue(name, value, origin=f"file {Path(path).name}") for name, value in values.items()}
     return env

@@ -416,10 +416,8 @@ def _validate_inputs(col: _Collector, path: Path_, kind_cls: Any, raw_with: Any,
 
 
 def _validate_watch(col: _Collector, watch: dict[str, Any]) -> None:
-    try:
-        from bot.watch.spec import WatchSpec  # the watch block's own model, when watches are installed
-    except ImportError:
-        return
+    from bot.watch.spec import WatchSpec  # the watch block's own model (imported here: watch imports runbook)
+
     try:
         WatchSpec.model_validate(watch)
     except ValidationError as exc:

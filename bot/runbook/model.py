@@ -249,6 +249,9 @@ class Runbook(Strict):
     approvals: dict[str, ApprovalPolicy] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
     rollback: list[Step] = Field(default_factory=list)
+    rollback_approval: Literal["once", "per_step"] = Field(
+        "once", description="once: one approval (meeting the strictest policy of the undo steps) approves the "
+                            "whole reverse plan; per_step: each undo step is approved on its own")
     watch: dict[str, Any] | None = None
 
     def step(self, step_id: str) -> Step:

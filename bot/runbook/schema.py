@@ -129,3 +129,20 @@ def build_schema() -> dict[str, Any]:
 
 def schema_json() -> str:
     return json.dumps(build_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def target_table_markdown() -> str:
+    """The README's table of target fields, from the target models (a test keeps the README current)."""
+    rows = ["| platform | fields (required in bold) |", "|---|---|"]
+    for name, model in TARGETS.items():
+        fields = []
+        for field_name, info in model.model_fields.items():
+            if field_name == "platform":
+                continue
+            label = f"**`{field_name}`**" if info.is_required() else f"`{field_name}`"
+            if info.description:
+                label += f": {info.description}"
+            fields.append(label.replace("|", "\\|"))
+        rows.append(f"| `{name}` | " + "; ".join(fields) + " |")
+    return "\n".join(rows) + "\n"
+

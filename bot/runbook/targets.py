@@ -54,6 +54,8 @@ class AwsEcsTarget(TargetBase, AwsTargetMixin):
 class AwsRoute53Target(TargetBase, AwsTargetMixin):
     platform: Literal["aws-route53"] = "aws-route53"
     zone: str = Field(description="Hosted zone id or zone name (example.com.)")
+    nameservers: list[str] = Field(default_factory=list, description="Authoritative servers to ask (`host[:port]`) "
+                                   "instead of the zone's NS records: private or rehearsal zones")
     identity_fields: ClassVar[tuple[str, ...]] = ("zone",)
 
 
@@ -84,6 +86,8 @@ class DoAppTarget(TargetBase):
 class DoDomainTarget(TargetBase):
     platform: Literal["do-domain"] = "do-domain"
     domain: str
+    nameservers: list[str] = Field(default_factory=list, description="Authoritative servers to ask (`host[:port]`) "
+                                   "instead of the zone's NS records: private or rehearsal zones")
     identity_fields: ClassVar[tuple[str, ...]] = ("domain",)
 
 
@@ -92,7 +96,8 @@ class DoSpacesTarget(TargetBase):
     bucket: str
     prefix: str = ""
     region: str = "nyc3"
-    endpoint_url: str | None = None
+    endpoint_url: str | None = Field(None, description="Override the Spaces endpoint (else `SPACES_ENDPOINT_URL`, "
+                                     "else https://<region>.digitaloceanspaces.com)")
     identity_fields: ClassVar[tuple[str, ...]] = ("region", "bucket", "prefix")
 
 

@@ -132,7 +132,8 @@ class StepKind:
     name: ClassVar[str]
     mutating: ClassVar[bool] = True
     # A kind whose `apply` can safely be re-run after a crash may say so; the engine still asks a
-    # person before re-running an interrupted step, but offers "retry" as the first choice.
+    # person before re-running an interrupted step, but offers "retry" as the first choice
+    # (`StepView.offers`); any other kind offers "verify" first and warns that a retry may apply twice.
     idempotent: ClassVar[bool] = False
     Inputs: ClassVar[type[BaseModel]]
     Outputs: ClassVar[type[BaseModel]] = NoOutputs

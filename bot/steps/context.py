@@ -10,6 +10,7 @@ The engine builds one `StepContext` per call. Steps use it like this:
             ctx.progress(i + 1, len(tables), f"copied {table}", unit="tables")
         ...
 
+`ctx.record_undo(before=...)` stores undo data write-ahead (see `StepContext.record_undo`).
 `ctx.history(kind="dns.set_ttl")` gives earlier steps of the same run (their stored plan, result
 and finish time), for preflights that depend on what the run already did.
 """
@@ -71,6 +72,18 @@ class StepContext:
     history_fn: Callable[[], list[StepRecord]] = lambda: []
     store: Any = None  # the engine's Store, for kinds that keep their own rows (watches)
     started_at: float | None = None  # when the step started applying (its approval), for measurements
+    on_undo: Callable[[dict[str, Any]], Any] | None = None
+
+    def record_undo(self, **data: Any) -> None:
+        """Write-ahead undo: store what undoing this step needs *before* (or as) `apply` changes it.
+
+            ctx.record_undo(before=current, zone_id=zone.ref)   # persisted at once
+            zone.write(...)                                      # a crash here can still be undone
+
+        Later calls merge over earlier ones; what `apply` finally returns in `Result.undo` merges
+        over all of them. `rollback` receives the merged data even when `apply` never returned."""
+        if self.on_undo is not None:  # None: a kind called directly (unit tests), no store to write to
+            self.on_undo(data)
 
     def target(self, name: str) -> Any:
         """The validated binding of a target by name; a missing one is a runbook bug caught at load."""

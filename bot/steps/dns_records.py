@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bot import config
 from bot.platforms import dns as dnscheck
 from bot.platforms import errors
 from bot.platforms.aws import route53
@@ -200,7 +201,11 @@ def zone_for(target: Any, zone_id: str | None = None) -> Route53Zone | DigitalOc
 
 
 def servers_for(zone: Route53Zone | DigitalOceanZone, override: list[str]) -> list[dnscheck.Server]:
-    if override:  # no provider call at all: tests and private zones name their servers
+    # No provider call at all when the step, the target (private zones) or the setting (a
+    # rehearsal world's local server) names the servers to ask, in that order.
+    override = override or list(getattr(zone.target, "nameservers", None) or []) \
+        or config.get_list("RUNBOOK_BOT_NAMESERVERS")
+    if override:
         return dnscheck.authoritative_servers("", override=override)
     return dnscheck.authoritative_servers(zone.zone_name, ns_names=zone.nameservers())
 

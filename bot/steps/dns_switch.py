@@ -173,6 +173,8 @@ class DnsSwitch(StepKind):
             raise PlanRefused(f"{inputs.record} {rtype} changed since the plan was made; plan the step again")
         comment = f"runbook-bot {ctx.run_id}/{ctx.step_id}"
         stages: list[list[dict[str, Any]]] = plan.data["stages"]
+        # Write-ahead: the way back is stored before the first write, so a crash mid-shift is undone too.
+        ctx.record_undo(provider=zone.provider, zone_id=zone.ref, before=before, after=stages[-1], stages=stages[:-1])
         applied = None
         stage_log: list[dict[str, Any]] = []
         for index, wanted in enumerate(stages):

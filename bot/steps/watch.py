@@ -72,7 +72,8 @@ class WatchStart(StepKind):
             warnings.append("no on_call: alerts will mention nobody")
         return Plan(
             summary=f"watch {len(signals)} signals every {format_duration(inputs.every)} for"
-                    f" {format_duration(inputs.for_)}, first tick at once",
+                    f" {format_duration(inputs.for_)}; the first tick is due at once and runs as soon as a"
+                    f" watch scheduler is running (the bot's Slack service, or a console following the watch)",
             table=table, warnings=warnings, data={"signals": [s.key for s in signals]},
         )
 
@@ -86,7 +87,7 @@ class WatchStart(StepKind):
     def verify(self, ctx, inputs, result: Result) -> Verification:
         status = service.status(_store(ctx), ctx.run_id)
         return Verification(ok=status["state"] in ("active", "finished"),
-                            summary=f"watch is {status['state']}, next tick due at {status.get('next_due')}")
+                            summary=f"watch is {status['state']}, next tick due {_when(status.get('next_due'), ctx.clock.now())}")
 
     def plan_rollback(self, ctx, inputs, result: Result) -> Plan:
         return Plan(summary="stop the watch", data={"run_id": result.undo.get("run_id", ctx.run_id)})
@@ -120,3 +121,16 @@ class WatchStop(StepKind):
         run_id = plan.data["run_id"]
         stopped = service.stop(_store(ctx), run_id, by=ctx.step_id, now=ctx.clock.now())
         return Result(summary="watch stopped" if stopped else "no active watch to stop")
+
+
+def _when(epoch: float | None, now: float) -> str:
+    """A due time people read: `now`, `in 4m (12:04:05 UTC)`; never a raw epoch number."""
+    import time
+
+    if epoch is None:
+        return "never (the watch is not scheduled)"
+    if epoch <= now + 1:
+        return "now"
+    left = int(epoch - now)
+    span = f"{left}s" if left < 120 else f"{left // 60}m"
+    return f"in {span} ({time.strftime('%H:%M:%S UTC', time.gmtime(epoch))})"

@@ -38,6 +38,7 @@ from bot.chat.slack.web import OutboxWorker, Poster, make_client
 from bot.engine.channel import FanoutChannel
 from bot.engine.runner import Runner
 from bot.engine.store import Store
+from bot.watch.scheduler import WatchScheduler
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +194,14 @@ class SlackBot:
         """The outbox worker and the watch scheduler (scheduled watch summaries post to Slack)."""
         if not self.outbox.is_alive():
             self.outbox.start()
+        if getattr(self, "_reaper_stop", None) is None:  # steps of dead processes become interrupted while we serve
+            self._reaper_stop = self.runner.start_reaper()
         if self.home is not None:
             self.home.start()
         if self.reminders is not None:
             self.reminders.start()
         if watches and self.watch_scheduler is None:
-            try:
-                from bot.watch.scheduler import WatchScheduler
-            except ModuleNotFoundError as exc:  # the watch package is optional in this build
-                log.warning("watch scheduler not started: %s", exc)
-                return
+            # the engine's channel: summaries and alerts reach the thread, the App Home and the breach pager
             self.watch_scheduler = WatchScheduler(self.store, self.runner.channel, run_view=self.runner.view)
             self.watch_scheduler.start()
 
@@ -213,6 +212,8 @@ class SlackBot:
         if self._closed.is_set():
             return
         self._closed.set()
+        if getattr(self, "_reaper_stop", None) is not None:
+            self._reaper_stop.set()
         if self.socket is not None:
             self.socket.close()
         if self.watch_scheduler is not None:

@@ -46,6 +46,7 @@ STATE_EMOJI = {
     "verifying": "🔍", "succeeded": "✅", "failed": "❌", "skipped": "⏭️", "interrupted": "⚠️",
     "rejected": "🚫", "running": "🔄", "aborted": "🛑", "rolling_back": "↩️", "rolled_back": "↩️",
     "cancelled": "🛑", "ok": "🟢", "warn": "🟡", "breach": "🔴",
+    "blocked": "⛔", "completed_with_failures": "❌", "rollback_incomplete": "🚨",
 }
 
 
@@ -197,9 +198,9 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(config.templates_dir() / "slack")),
         autoescape=False,
-        # Lenient on purpose: views come from several modules and optional keys may be absent; the
-        # template tests check the content, so a misspelt name still fails a test.
-        undefined=jinja2.Undefined,
+        # Strict, as the runbooks' templates are: a misspelt name fails the render (and a test)
+        # instead of blanking a field on an approval card. Optional keys are written `x.get("k")`.
+        undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,

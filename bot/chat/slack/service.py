@@ -13,7 +13,6 @@ one the bot is not in), else `chat.postEphemeral`.
 from __future__ import annotations
 
 import difflib
-import importlib
 import logging
 import re
 import shlex
@@ -32,6 +31,7 @@ from bot.chat.slack.directory import DirectoryUnavailable
 from bot.chat.slack.web import Poster
 from bot.engine.runner import StartRefused
 from bot.runbook.load import RunbookInvalid, find_runbooks, load_runbook
+from bot.watch import service as watch_service
 
 log = logging.getLogger(__name__)
 
@@ -213,13 +213,7 @@ class SlackService:
     def _watch(self, args: list[str], user: str, usage: str, where: dict[str, Any]) -> None:
         if len(args) != 2 or args[1] not in WATCH_ACTIONS:
             raise UsageError("`watch` takes a run id and one of start, stop, now, chart", usage)
-        try:
-            watch = importlib.import_module("bot.watch.service")
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("bot.watch.service", "bot.watch"):
-                raise
-            self._say("watch is not available yet", **where)
-            return
+        watch = watch_service
         run = self._view(args[0], usage)
         action = args[1]
         try:
@@ -268,9 +262,16 @@ class SlackService:
     # -- buttons and modals -----------------------------------------------------------------------
 
     def approve(self, *, user: str, channel: str | None, run_id: str, step_key: str, confirm: str | None = None,
-                response_url: str | None = None) -> Any:
+                response_url: str | None = None, plan_digest: str | None = None) -> Any:
         return self._decide(self.runner.approve, user=user, channel=channel, run_id=run_id, step_key=step_key,
-                            response_url=response_url, confirm=confirm)
+                            response_url=response_url, confirm=confirm, plan_digest=plan_digest)
+
+    def may_open_confirm(self, *, user: str, channel: str | None, run_id: str, step_key: str,
+                         response_url: str | None = None, plan_digest: str | None = None) -> bool:
+        """Before a confirm modal opens: may this user approve at all? If not, they are told privately."""
+        decision = self._decide(self.runner.may_approve, user=user, channel=channel, run_id=run_id,
+                                step_key=step_key, response_url=response_url, plan_digest=plan_digest)
+        return bool(decision is not None and decision.ok)
 
     def reject(self, *, user: str, channel: str | None, run_id: str, step_key: str, reason: str = "",
                response_url: str | None = None) -> Any:

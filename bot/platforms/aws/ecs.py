@@ -95,7 +95,9 @@ def read_env(target: Any) -> SourceEnv:
             for name, value in parse_ecs_env_file(s3.read_text(target, bucket, key)).items():
                 merged[name] = EnvValue(name, value, origin=f"{cname} environment file s3://{bucket}/{key}")
         # One registration per container: each call recompiles the mask pattern.
-        secrets.register_many(str(item.get("value", "")) for item in container.get("environment", []))
+        # Plain `environment` entries: secret only when the name says so (secrets come from `secrets`).
+        secrets.register_plain_many((str(item.get("name", "")), str(item.get("value", "")))
+                                    for item in container.get("environment", []))
         for item in container.get("environment", []):
             value = str(item.get("value", ""))
             merged[item["name"]] = EnvValue(item["name"], value, origin=f"{cname} environment")

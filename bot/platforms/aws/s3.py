@@ -37,13 +37,19 @@ class ObjectInfo(NamedTuple):
 
 
 _spaces_clients: dict[tuple[str, str, str], Any] = {}
+
+
+def spaces_endpoint(target: Any) -> str:
+    """The target's `endpoint_url`, else `SPACES_ENDPOINT_URL` (a rehearsal world), else the region's host."""
+    return (target.endpoint_url or config.get("SPACES_ENDPOINT_URL")
+            or f"https://{target.region}.digitaloceanspaces.com")
 _lock = threading.Lock()
 
 
 def client_for(target: Any) -> Any:
     """The S3 client for an `aws-s3` or `do-spaces` target."""
     if getattr(target, "platform", "") == "do-spaces":
-        endpoint = target.endpoint_url or f"https://{target.region}.digitaloceanspaces.com"
+        endpoint = spaces_endpoint(target)
         key_id = config.get("SPACES_ACCESS_KEY_ID")
         secret = config.get("SPACES_SECRET_ACCESS_KEY")
         if key_id and secret:
@@ -76,7 +82,7 @@ def listing_client(target: Any) -> Any:
     Credentials are those the target's ordinary client uses (frozen for the listing).
     """
     if getattr(target, "platform", "") == "do-spaces":
-        endpoint = target.endpoint_url or f"https://{target.region}.digitaloceanspaces.com"
+        endpoint = spaces_endpoint(target)
         key_id, secret = config.get("SPACES_ACCESS_KEY_ID"), config.get("SPACES_SECRET_ACCESS_KEY")
         token = None
         if not (key_id and secret):

@@ -46,9 +46,9 @@ def historic_urls(app: str, component: str, *, client: Any = None) -> list[str]:
     answer = do.call("apps.get_logs_active_deployment", f"app {app} component {component}",
                      client.apps.get_logs_active_deployment, ident, component, type="RUN",
                      expect="live_url")
-    # The schema names the archives `historic_urls`; the contract's own response example says
-    # `historic_logs`. Read either; `live_url` (in both) is what `expect` insists on.
-    urls = answer.get("historic_urls") or answer.get("historic_logs") or []
+    # The schema names the archives `historic_urls` (the contract's response *example* says
+    # `historic_logs`, a key the schema does not define, so it is not read).
+    urls = answer.get("historic_urls") or []
     return [u for u in urls if isinstance(u, str) and u.startswith(("http://", "https://"))]
 
 

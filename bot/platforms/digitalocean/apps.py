@@ -108,7 +108,9 @@ def _pick_component(spec: dict[str, Any], name: str, app: str) -> tuple[str, dic
 
 def _env_values(envs: list[dict[str, Any]], origin: str, notes: list[str]) -> dict[str, EnvValue]:
     # Registered in one call before use: each registration recompiles the mask pattern.
-    secrets.register_many(str(i.get("value", "")) for i in envs or [] if i.get("type") != "SECRET")
+    # GENERAL values are plain (secret only when the name says so); SECRET values are never readable.
+    secrets.register_plain_many((str(i.get("key", "")), str(i.get("value", ""))) for i in envs or []
+                                if i.get("type") != "SECRET")
     out: dict[str, EnvValue] = {}
     for item in envs or []:
         key = item["key"]

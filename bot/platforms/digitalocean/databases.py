@@ -46,3 +46,22 @@ def direct_connection(cluster: str) -> dict[str, Any]:
                                    "the cluster has no connection details yet (is it still being created?)")
     secrets.register(conn.get("password"), conn.get("uri"))
     return {**conn, "engine": found.get("engine"), "version": found.get("version"), "name": found.get("name")}
+
+
+def pool_connection(cluster: str, pool: str) -> dict[str, Any]:
+    """A connection pool's `connection` (PgBouncer): what an app configured with the pool's URL reaches.
+
+    Used to *check* the app's path (db.copy's `app_url`), never to copy through.
+    """
+    found = find_cluster(cluster)
+    pools = do.call("databases.list_connection_pools", f"pools of database cluster {cluster}",
+                    do.client().databases.list_connection_pools, found["id"], expect="pools")["pools"] or []
+    names = sorted(str(p.get("name")) for p in pools)
+    chosen = next((p for p in pools if p.get("name") == pool), None)
+    if chosen is None:
+        raise errors.NotFound(do.PLATFORM, "databases.list_connection_pools", f"pool {pool} of {cluster}",
+                              f"no pool of that name (found: {', '.join(names) or 'none'})")
+    conn = chosen.get("connection") or {}
+    secrets.register(conn.get("password"), conn.get("uri"))
+    return {**conn, "mode": chosen.get("mode"), "pool": chosen.get("name")}
+

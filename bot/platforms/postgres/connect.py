@@ -46,6 +46,7 @@ SESSION_SETTINGS: dict[str, str] = {
 # conninfo keys that libpq also reads from the environment (for child processes).
 _ENV_KEYS = {
     "sslmode": "PGSSLMODE",
+    "hostaddr": "PGHOSTADDR",
     "sslrootcert": "PGSSLROOTCERT",
     "sslcert": "PGSSLCERT",
     "sslkey": "PGSSLKEY",

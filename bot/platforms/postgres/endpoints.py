@@ -7,6 +7,7 @@ Accepted forms (the `with:` block of a db.copy step):
     source: {env: OLD_DATABASE_URL}
     source: old                              # a target; `old.database` reads the same
     source: {target: old, password_env: RDS_PASSWORD, user: app, database: orders, sslmode: require}
+    app_url: {target: new-db, pool: api-pool} # a DigitalOcean cluster's connection pool, by name
 
 What a target resolves to:
 
@@ -50,7 +51,24 @@ def _env_url(name: str, field: str) -> Endpoint:
 
 
 def resolve(spec: Any, ctx: Any, *, field: str = "source") -> Endpoint:
-    """Turn a spec into an endpoint; raises EndpointError (bad spec) or a platform error (lookup failed)."""
+    """Turn a spec into an endpoint; raises EndpointError (bad spec) or a platform error (lookup failed).
+
+    `RUNBOOK_BOT_PG_HOSTADDR` (`name=address,...`) gives a host name the address to connect to (libpq's
+    `hostaddr`): a tunnel, a bastion's forward, or a rehearsal world whose RDS names do not resolve.
+    The name stays the one shown and checked (TLS, plans).
+    """
+    import dataclasses
+
+    ep = _resolve(spec, ctx, field=field)
+    address = config.get_map("RUNBOOK_BOT_PG_HOSTADDR").get(ep.host.lower())
+    if address and address.startswith("/"):  # a Unix socket folder (an embedded server): libpq's host
+        ep = dataclasses.replace(ep, host=address)
+    elif address and "hostaddr" not in ep.params:
+        ep = dataclasses.replace(ep, params={**ep.params, "hostaddr": address})
+    return ep
+
+
+def _resolve(spec: Any, ctx: Any, *, field: str) -> Endpoint:
     if isinstance(spec, dict):
         opts = dict(spec)
         if "env" in opts:
@@ -114,12 +132,17 @@ def _from_target(name: str, opts: dict[str, Any], ctx: Any, field: str) -> Endpo
             raise EndpointError(f"{field}: target {name} (do-app) has no `database` (the cluster name or id)")
         from bot.platforms.digitalocean import databases
 
-        conn = databases.direct_connection(cluster)
-        dbname = getattr(target, "database", None) if platform == "do-database" else None
+        if opts.get("pool"):  # the pool an app is given (checked for the pooler, never copied through)
+            conn = databases.pool_connection(cluster, str(opts["pool"]))
+            dbname, label = conn.get("database"), f"digitalocean cluster {cluster} pool {conn.get('pool')}"
+        else:
+            conn = databases.direct_connection(cluster)
+            dbname = getattr(target, "database", None) if platform == "do-database" else None
+            label = f"digitalocean cluster {cluster} (direct connection)"
         ep = Endpoint(host=str(conn["host"]), port=int(conn.get("port") or 25060),
                       dbname=str(dbname or conn.get("database") or "defaultdb"), user=str(conn.get("user") or "doadmin"),
                       password=conn.get("password"), params={"sslmode": "require"} if conn.get("ssl", True) else {},
-                      label=f"digitalocean cluster {cluster} (direct connection)")
+                      label=label)
         return _apply_overrides(ep, opts, field)
     if platform == "heroku":
         from bot.platforms.heroku import database

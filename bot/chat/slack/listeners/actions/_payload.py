@@ -21,4 +21,5 @@ def clicked(body: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
         "step_key": value.get("step"),
         "confirm": bool(value.get("confirm")),
         "choice": value.get("action"),
+        "digest": value.get("digest"),  # the plan the clicker saw (Runner.approve refuses a re-planned one)
     }

@@ -12,6 +12,7 @@ import json
 import logging
 from typing import Any
 
+from bot import secrets
 from bot.chat.slack.ids import Block
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,12 @@ def confirm_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], cont
             f"Run {meta['run'][:40]} has no step {meta['step'][:40]} (any more); nothing was recorded.")})
         return
     if expected is not None and typed.strip() != expected:
+        shown = expected if secrets.redact(expected) == expected else "the confirmation text"  # never echo a secret
         ack(response_action="errors",
-            errors={Block.CONFIRM_INPUT.value: f"That is not it: type {expected} exactly to approve."})
+            errors={Block.CONFIRM_INPUT.value: f"That is not it: type {shown} exactly to approve."})
         context["work"].submit(service.record_refusal, user=user, run_id=meta["run"], step_key=meta["step"],
-                               code="confirm_mismatch", message=f"typed {typed.strip()[:100]!r} in the modal")
+                               code="confirm_mismatch", message="typed a wrong confirmation in the modal")
         return
     ack()
     context["work"].submit(service.approve, user=user, channel=meta.get("channel"), run_id=meta["run"],
-                           step_key=meta["step"], confirm=typed.strip())
+                           step_key=meta["step"], confirm=typed.strip(), plan_digest=meta.get("digest"))

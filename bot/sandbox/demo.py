@@ -86,7 +86,7 @@ def run_demo(console: Console, *, runbook: str | None = None, interactive: bool 
     from bot.engine.runner import Runner, StartRefused
     from bot.engine.store import Store
 
-    path = runbook or str(config.PROJECT_ROOT / "runbooks" / "demo.yaml")
+    path = runbook or str(config.runbooks_dir() / "demo.yaml")
     interactive = sys.stdin.isatty() if interactive is None else interactive
     user = "sandbox-operator"
     with Sandbox():
