@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.digitalocean",
     "tests.fixtures.watch",
     "tests.fixtures.postgres",
+    "tests.fixtures.pg_logical",
     "tests.fixtures.do_fake",
     "tests.fixtures.dns_server",
     "tests.fixtures.slack",

@@ -91,7 +91,7 @@ def test_copy_rich_schema_then_verify_passes(pg, monkeypatch, strategy):
     assert result.outputs["strategy"] == strategy
     assert result.outputs["tables"] == 3
     assert result.outputs["rows"] == 3000 + 1500 + 6
-    assert events and events[-1]["done"] == events[-1]["total"] and events[-1]["unit"] == "MB"
+    assert events and events[-1]["done"] == events[-1]["total"] and events[-1]["unit"] == "MiB"
 
     check = kind.verify(ctx, inputs, result)
     assert check.ok, check.summary
@@ -372,3 +372,115 @@ def test_a_failing_grant_applies_none_and_keeps_the_marker(pg, monkeypatch):
         kind.apply(make_ctx(), inputs, plan)
     assert pg.sql(tgt, "SELECT has_table_privilege('pg_monitor', 'app.events', 'SELECT')") == [(False,)]
     assert "public._runbook_bot_copy_incomplete" in user_tables(pg, tgt)
+
+
+KILLED_COPY = """
+import os, sys
+from bot.steps.db_copy import CopyInputs, DbCopy
+from tests.test_db_copy import make_ctx
+kind = DbCopy()
+inputs = CopyInputs(source="env:SRC_URL", target="env:TGT_URL", strategy="relay", verify=False)
+ctx = make_ctx()
+kind.apply(ctx, inputs, kind.plan(ctx, inputs))
+"""
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_kill_9_of_the_bot_during_a_relay_copy_leaves_no_psql_running(pg, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+    src, tgt = pg.create(), pg.create()
+    pg.sql(src, "CREATE TABLE big (id int PRIMARY KEY, a text, b text, c text); INSERT INTO big SELECT g, "
+                "md5(g::text), md5((g+1)::text), repeat(md5(g::text), 4) FROM generate_series(1, 600000) g")
+    monkeypatch.setenv("SRC_URL", pg.url(src))
+    monkeypatch.setenv("TGT_URL", pg.url(tgt))
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_COPY], env={**os.environ})
+    deadline, children = time.time() + 60, []
+    while time.time() < deadline and proc.poll() is None:
+        children = [c for c in _children_of(proc.pid) if "psql" in _cmdline(c)]
+        if len(children) >= 2:
+            break
+        time.sleep(0.02)
+    assert len(children) >= 2, "the relay's psql pair never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 1.0
+    alive = children
+    while alive and time.time() < deadline:
+        alive = [c for c in alive if _cmdline(c)]          # a zombie's cmdline is empty
+        time.sleep(0.05)
+    assert alive == [], f"psql children outlived the bot: {alive}"
+    # And nothing commits after the bot is gone (orphans would finish the COPY and COMMIT it).
+    time.sleep(4)
+    assert pg.sql(tgt, "SELECT count(*) FROM public.big") == [(0,)]
+
+
+def test_a_scratch_dump_left_by_a_killed_copy_is_named_in_the_plan_and_removed(pg, monkeypatch, tmp_path):
+    import subprocess
+    import sys
+    from bot.platforms.postgres import copy as pgcopy
+    src, tgt = pg.create(), pg.create()
+    pg.sql(src, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)")
+    # A real abandoned folder: made by scratch_folder in a process that was then killed.
+    child = subprocess.run([sys.executable, "-c", "import os, signal, sys; from bot.platforms.postgres import copy; "
+                            f"print(copy.scratch_folder('dump', {str(tmp_path)!r}), flush=True); "
+                            "os.kill(os.getpid(), signal.SIGKILL)"], capture_output=True, text=True)
+    left = Path(child.stdout.strip())
+    (left / "toc.dat").write_bytes(b"x" * 4096)
+    live = pgcopy.scratch_folder("relay", str(tmp_path))           # this process's own: not touched
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, workdir=str(tmp_path))
+    ctx = make_ctx()
+    plan = kind.plan(ctx, inputs)
+    assert any(str(left) in w and "interrupted copy" in w for w in plan.warnings)
+    assert not any(live in w for w in plan.warnings)
+    kind.apply(ctx, inputs, plan)
+    assert not left.exists() and Path(live).exists()
+
+
+def test_rollback_of_an_interrupted_copy_empties_the_target_and_verifies(pg, monkeypatch):
+    from bot.steps.base import Result
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    pg.sql(src, "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS a FROM generate_series(1, 100000) g")
+    reported: list = []
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt)
+    plan = kind.plan(make_ctx(), inputs)
+    with pytest.raises(Cancelled):
+        kind.apply(make_ctx(reported, is_cancelled=lambda: bool(reported)), inputs, plan)
+    assert user_tables(pg, tgt)                                       # partial data and the marker
+    failed = Result(summary="")                                      # what the engine has for a failed step
+    undo_plan = kind.plan_rollback(make_ctx(), inputs, failed)
+    assert not undo_plan.blocking and not undo_plan.no_op
+    assert any("incomplete-copy marker" in c.resource for c in undo_plan.changes)
+    undo = kind.rollback(make_ctx(), inputs, failed)
+    assert kind.verify_rollback(make_ctx(), inputs, failed, undo).ok
+    assert user_tables(pg, tgt) == []
+    # Another run's rollback leaves a target it never wrote to alone.
+    other = StepContext(run_id="r2", step_id="copy-db", runbook_name="test", params={}, targets={}, outputs={})
+    pg.sql(tgt, "CREATE TABLE public.keep (x int)")
+    assert kind.plan_rollback(other, inputs, failed).no_op
+    kind.rollback(other, inputs, failed)
+    assert user_tables(pg, tgt) == ["public.keep"]

@@ -80,3 +80,14 @@ def test_digitalocean_cluster_direct_connection(prism, monkeypatch):
     assert ep.dbname == "app" and ep.params == {"sslmode": "require"}
     assert ep.password and secrets.redact(ep.password) == secrets.MASK
     assert "direct connection" in ep.label
+
+
+def test_a_url_without_a_password_is_shown_whole_and_one_with_masks_only_the_password(monkeypatch):
+    monkeypatch.setenv("NOPW_DB", "postgresql://app@nopw.example.com:5432/orders?sslmode=require")
+    ep = endpoints.resolve("env:NOPW_DB", ctx())
+    shown = f"copy {ep.display()} -> target"
+    assert secrets.redact(shown) == "copy postgresql://app@nopw.example.com:5432/orders?sslmode=require -> target"
+    monkeypatch.setenv("PW_DB", "postgresql://app:hunter2-secret@pw.example.com:5432/orders")
+    ep = endpoints.resolve("env:PW_DB", ctx())
+    assert secrets.redact(ep.display()) == f"postgresql://app:{secrets.MASK}@pw.example.com:5432/orders"
+    assert "hunter2-secret" not in secrets.redact(f"failed: {ep.url()}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot import secrets
@@ -31,7 +33,17 @@ def test_pgbouncer_is_detected_by_three_signals_and_the_direct_endpoint_is_named
     assert report.direct == "127.0.0.1:5432"
     assert report.pool_mode == "transaction"
     assert "PgBouncer" in (report.version or "")
-    assert "PgBouncer detected" in report.describe()
+    assert re.search(r"^PgBouncer [\d.]+ in transaction mode detected \(", report.describe())
+
+
+def test_a_session_mode_pgbouncer_is_reported_as_session_mode(pg, pgbouncer_session, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    monkeypatch.setenv("SRC_URL", pg.url(src))
+    monkeypatch.setenv("TGT_URL", pgbouncer_session.url(tgt))
+    plan = DbCopy().plan(ctx(), CopyInputs(source="env:SRC_URL", target="env:TGT_URL"))
+    assert len(plan.blocking) == 1
+    assert "in session mode detected" in plan.blocking[0]
+    assert "transaction" not in plan.blocking[0]
 
 
 def test_the_copy_plan_refuses_a_target_behind_pgbouncer_and_touches_nothing(pg, pgbouncer, monkeypatch):
@@ -44,7 +56,8 @@ def test_the_copy_plan_refuses_a_target_behind_pgbouncer_and_touches_nothing(pg,
     plan = kind.plan(ctx(), inputs)
     assert len(plan.blocking) == 1
     message = plan.blocking[0]
-    assert message.startswith(f"target postgresql://postgres@127.0.0.1:{pgbouncer.port}/{tgt}: PgBouncer detected")
+    assert message.startswith(f"target postgresql://postgres@127.0.0.1:{pgbouncer.port}/{tgt}: PgBouncer ")
+    assert "in transaction mode detected" in message
     assert "connect directly to 127.0.0.1:5432" in message
     with pytest.raises(PlanRefused):
         kind.apply(ctx(), inputs, plan)

@@ -33,6 +33,13 @@ def may_have_changed(row: dict[str, Any], kind: type[StepKind] | None) -> bool:
     return False
 
 
+def _undoes_without_records(row: dict[str, Any], kind: type[StepKind] | None) -> bool:
+    """A kind that finds its own half-state (db.copy's incomplete-copy marker) can undo a failed or
+    interrupted apply that recorded nothing: its `rollback` receives an empty `Result`."""
+    return (kind is not None and kind.undoes_failure
+            and row["state"] in (StepState.FAILED, StepState.INTERRUPTED))
+
+
 def undo_data(row: dict[str, Any]) -> dict[str, Any]:
     """What undoing a step needs: the write-ahead records, overridden by what `apply` returned."""
     return {**(row.get("undo") or {}), **((row.get("result") or {}).get("undo") or {})}
@@ -56,7 +63,7 @@ def _why_stuck(row: dict[str, Any], model: Runbook, registry: dict[str, type[Ste
     kind = registry.get(spec.kind)
     if kind is None or not kind().can_rollback():
         return f"its kind {spec.kind} cannot undo what it does"
-    if not undo_data(row):
+    if not undo_data(row) and not _undoes_without_records(row, kind):
         return "it stopped before recording what undoing it needs"
     return None
 

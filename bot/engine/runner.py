@@ -732,8 +732,19 @@ class Runner:
             return True  # someone else planned it; look again
         self._tell(run_id, ("run_updated", None), ("post_plan", key))
         if plan.blocking:
+            if self._is_check(loaded, row):
+                # A read-only check (env.diff, storage.parity) that found problems has failed: its findings
+                # are the result, and its `on_failure` decides what happens next. Only a step that would
+                # change something is *blocked* by a refusing plan, waiting for a re-plan.
+                return self._fail(run, loaded, self.store.get_step(run_id, key),
+                                  "the check found problems: " + "; ".join(plan.blocking), from_states=["planned"])
             return self._block(run_id, key, ["planned"], "; ".join(plan.blocking))
         return True
+
+    def _is_check(self, loaded: LoadedRunbook, row: dict[str, Any]) -> bool:
+        spec = self._spec_for(loaded, row)
+        kind = kinds().get(spec.kind) if spec is not None else None
+        return kind is not None and not kind.mutating and row["phase"] != "rollback"
 
     def _plan_of(self, run: dict[str, Any], loaded: LoadedRunbook, row: dict[str, Any]) -> Plan:
         spec, kind, inputs = self._kind_and_inputs(run, loaded, row)

@@ -133,8 +133,10 @@ def render_string(text: str, ctx: TemplateContext) -> str:
         raise TemplateNameError(str(exc)) from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateNameError(f"not allowed in a template: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError, jinja2.TemplateError) as exc:
-        # a filter given the wrong type (`0|wordwrap`), an index out of range, a bad argument
+    except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError, AssertionError,
+            jinja2.TemplateError) as exc:
+        # a filter given the wrong type (`0|wordwrap`), an index out of range, a bad argument; Jinja's own
+        # filters check some arguments with `assert` (`truncate(0)`), found by the property test
         raise TemplateNameError(f"template error: {type(exc).__name__}: {exc}") from None
 
 

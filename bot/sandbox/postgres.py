@@ -93,15 +93,18 @@ def free_port() -> int:
 
 @dataclass
 class PgBouncer:
-    """PgBouncer in transaction mode on a free loopback port, forwarding every database to `server`."""
+    """PgBouncer (transaction mode unless told otherwise) on a free loopback port, forwarding every
+    database to `server`."""
 
     port: int
     proc: subprocess.Popen
     folder: Path
 
     @classmethod
-    def start(cls, server: Server, aliases: dict[str, str] | None = None) -> PgBouncer | None:
-        """`aliases`: pool name -> database (DigitalOcean's pool URLs name the pool, not the database)."""
+    def start(cls, server: Server, aliases: dict[str, str] | None = None,
+              pool_mode: str = "transaction") -> PgBouncer | None:
+        """`aliases`: pool name -> database (DigitalOcean's pool URLs name the pool, not the database);
+        `pool_mode`: transaction (DigitalOcean's pools), session or statement."""
         binary = PGBOUNCER if os.path.exists(PGBOUNCER) else shutil.which("pgbouncer")
         if not binary:
             return None
@@ -113,7 +116,7 @@ class PgBouncer:
                                        for alias, db in (aliases or {}).items())
             + f"* = host={server.host} port={server.port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n"
             f"listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
-            f"admin_users = {server.user}\npool_mode = transaction\nmax_client_conn = 50\ndefault_pool_size = 5\n"
+            f"admin_users = {server.user}\npool_mode = {pool_mode}\nmax_client_conn = 50\ndefault_pool_size = 5\n"
             "syslog = 0\n")
         (folder / "userlist.txt").write_text(f'"{server.user}" ""\n')
         for path in folder.iterdir():

@@ -135,6 +135,9 @@ class StepKind:
     # person before re-running an interrupted step, but offers "retry" as the first choice
     # (`StepView.offers`); any other kind offers "verify" first and warns that a retry may apply twice.
     idempotent: ClassVar[bool] = False
+    # A kind whose failed or interrupted `apply` can leave a half-state (a partial copy) says so; a run's
+    # rollback then includes the failed step, calling `plan_rollback`/`rollback` with an empty `Result`.
+    undoes_failure: ClassVar[bool] = False
     Inputs: ClassVar[type[BaseModel]]
     Outputs: ClassVar[type[BaseModel]] = NoOutputs
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -50,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot import config, secrets
 from bot.platforms import errors
 from bot.platforms.postgres import copy as pgcopy
-from bot.platforms.postgres import endpoints, pooler, preflight, tools, verify
+from bot.platforms.postgres import endpoints, pooler, preflight, schema_compare, tools, verify
 from bot.platforms.postgres.connect import DatabaseError, Endpoint, ExportedSnapshot, connect, quote_ident, qualified
 from bot.platforms.postgres.preflight import MARKER_TABLE, DbFacts, human_bytes, human_seconds
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, Verification, register
@@ -133,6 +134,16 @@ def _resolve(ctx: Any, inputs: CopyInputs) -> tuple[Endpoint, Endpoint]:
         raise PlanRefused(str(exc)) from None
 
 
+def _pooler_harm(mode: str | None) -> str:
+    """What a pooler of this mode does to a copy (said for the mode found, not assumed)."""
+    if mode == "session":
+        return ("a session pooler holds a server connection per client and counts them against its pool, "
+                "so parallel jobs queue or fail, and its timeouts cut long COPYs")
+    if mode in ("transaction", "statement"):
+        return f"a {mode} pooler leaks session settings (search_path) between clients"
+    return "session settings may leak between clients and pool limits cut parallel jobs"
+
+
 def _object_lines(facts: DbFacts) -> list[str]:
     lines = []
     for schema in facts.schemas:
@@ -205,7 +216,7 @@ class _Preflight:
         for side, ep, report in (("source", src_ep, src_pool), ("target", tgt_ep, tgt_pool)):
             if report.detected:
                 blocking.append(f"{side} {ep.display()}: {report.describe()}. pg_dump/pg_restore through a "
-                                f"transaction pooler leak session settings and break; {report.direct_hint(ep)}.")
+                                f"pooler break: {_pooler_harm(report.pool_mode)}; {report.direct_hint(ep)}.")
         if blocking:
             return Plan(summary=f"copy {src_ep.display()} -> {tgt_ep.display()}: refused, a pooler is in the way",
                         blocking=blocking, warnings=warnings, data=data)
@@ -241,6 +252,12 @@ class _Preflight:
             warnings.append(f"source objects are owned by {', '.join(foreign_owners)}, roles the target does not "
                             f"have: the copy uses --no-owner --no-acl, so everything will belong to "
                             f"{tgt.current_user}" + ("; add `grants` for the app's role" if not inputs.grants else ""))
+        if not inputs.grants:
+            losses = schema_compare.acl_losses(schema_compare.catalog(src_ep))
+            if losses:
+                warnings.append(f"no `grants:` given: the copy drops {len(losses)} ACLs the source has "
+                                f"(--no-owner --no-acl): " + "; ".join(losses[:13])
+                                + (f" and {len(losses) - 13} more" if len(losses) > 13 else ""))
         for statement in inputs.grants:
             absent = [r for r in _grant_roles(statement) if r not in tgt.roles]
             if absent:
@@ -328,6 +345,10 @@ class _Preflight:
                 "pgcopydb is not installed (Debian: apt-get install pgcopydb)" if pgcopydb_tool is None
                 else "not with a `tables` filter" if inputs.tables is not None
                 else "Debian's pgcopydb 0.10 supports PostgreSQL up to 15 (install a newer one from apt.postgresql.org)"))
+        stale = pgcopy.stale_scratch(workdir)
+        for path, size in stale:
+            warnings.append(f"an interrupted copy left {path} ({human_bytes(size)}); this copy removes it")
+        data["stale_scratch"] = [path for path, _size in stale]
         data.update({"strategy": strategy, "workdir": workdir, "data_bytes": data_bytes,
                      "pgcopydb": pgcopydb_tool.path if pgcopydb_tool else None})
         eta = preflight.eta_seconds(strategy, data_bytes, inputs.verify)
@@ -356,6 +377,7 @@ def _tables_from(plan: Plan) -> list[preflight.TableInfo]:
 
 @register
 class DbCopy(_Preflight, StepKind):
+    undoes_failure = True       # a failed or interrupted copy leaves partial data and its marker
     name = "db.copy"
     mutating = True
     Inputs = CopyInputs
@@ -366,6 +388,12 @@ class DbCopy(_Preflight, StepKind):
             raise PlanRefused("the plan was refused: " + "; ".join(plan.blocking))
         src_ep, tgt_ep = _resolve(ctx, inputs)
         data = plan.data
+        # What an interrupted copy left in the scratch folder (named in the plan), if still abandoned now.
+        still_stale = {path for path, _size in pgcopy.stale_scratch(data.get("workdir") or tempfile.gettempdir())}
+        for path in data.get("stale_scratch", []):
+            if path in still_stale:
+                shutil.rmtree(path, ignore_errors=True)
+                ctx.log(f"removed {path}, left by an interrupted copy")
         target_now = preflight.facts(tgt_ep)
         if not target_now.is_empty:
             if not inputs.overwrite:
@@ -385,7 +413,7 @@ class DbCopy(_Preflight, StepKind):
             self._prepare_filtered(src_ep, tgt_ep, data["only_tables"])
         dump_tool, restore_tool = tools.find_pair(int(data["source_major"]))
         tables = _tables_from(plan)
-        total_mb = max(0.1, round(data["data_bytes"] / 1e6, 1))
+        total_mb = max(0.1, round(data["data_bytes"] / 1048576, 1))
         started = time.monotonic()
         measured: dict[str, Any] = {}
 
@@ -411,7 +439,7 @@ class DbCopy(_Preflight, StepKind):
                 elapsed = time.monotonic() - started
                 if 0.02 < fraction < 1.0:
                     message += f"; ETA {human_seconds(elapsed * (1 - fraction) / fraction)}"
-                ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MB")
+                ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MiB")
 
             try:
                 outcome = pgcopy.run(
@@ -423,6 +451,9 @@ class DbCopy(_Preflight, StepKind):
                                 f"roll back or re-run with overwrite: true. {exc}") from None
             ctx.check_cancelled()
             sequences = self._sync_sequences(src_ep, tgt_ep)
+            ctx.progress(total_mb, total_mb, "analyse: ANALYZE of every copied table on the target", unit="MiB")
+            outcome.seconds["analyse"] = pgcopy.analyze(tgt_ep, [t.qualified for t in tables],
+                                                        jobs=int(data["jobs"]))
             if inputs.grants:
                 self._grant(tgt_ep, inputs.grants)
             while helper is not None and helper.is_alive():
@@ -442,10 +473,10 @@ class DbCopy(_Preflight, StepKind):
         elif "error" in measured:
             details["source_measure_error"] = measured["error"]
         rows = sum(r[0] or 0 for r in measured.get("tables", {}).values())
-        mb_s = data["data_bytes"] / 1e6 / seconds if seconds else 0
+        mib_s = data["data_bytes"] / 1048576 / seconds if seconds else 0
         return Result(
             summary=(f"copied {len(tables)} tables ({human_bytes(data['data_bytes'])}) with {outcome.strategy} in "
-                     f"{human_seconds(seconds)} ({mb_s:.0f} MB/s); {len(sequences)} sequences set; "
+                     f"{human_seconds(seconds)} ({mib_s:.0f} MiB/s); {len(sequences)} sequences set; "
                      f"{len(inputs.grants)} grants"),
             outputs=CopyOutputs(strategy=outcome.strategy, tables=len(tables), rows=rows,
                                 bytes=int(data["data_bytes"]), seconds=round(seconds, 2)).model_dump(),
@@ -465,6 +496,13 @@ class DbCopy(_Preflight, StepKind):
                                     f"is copied but the target stays marked incomplete (public.{MARKER_TABLE}); "
                                     f"none of the grants was applied") from None
             conn.commit()
+
+    @staticmethod
+    def _left_by_this_run(ctx: Any, tgt_ep: Endpoint) -> bool:
+        """True when the target holds the incomplete-copy marker this run's step wrote (see `_mark`): the
+        copy started on a target it had checked empty (or emptied on request), so emptying it restores that."""
+        marker = preflight.facts(tgt_ep).marker or ""
+        return marker.startswith(f"run {ctx.run_id} step {ctx.step_id} ")
 
     def _mark(self, ctx: Any, tgt_ep: Endpoint, src_ep: Endpoint) -> None:
         note = (f"run {ctx.run_id} step {ctx.step_id} copying from {src_ep.display()} started "
@@ -520,14 +558,30 @@ class DbCopy(_Preflight, StepKind):
             src, tgt = verify.measure_both(src_ep, tgt_ep, only, jobs=_default_jobs())
             basis = "the source as it is now"
         report = verify.compare(src, tgt, expect_no_extra_tables=inputs.tables is None)
+        # The schema too: a dropped index, constraint, trigger or default passes a data-only check.
+        src_catalog = schema_compare.catalog(src_ep)
+        schema_bad = ([] if inputs.tables is not None else
+                      schema_compare.compare(src_catalog, schema_compare.catalog(tgt_ep, acls=False), acls=False))
+        report.mismatches += schema_bad
+        report.ok = report.ok and not schema_bad
         summary = report.summary() + f" (against {basis})"
+        if report.ok:
+            summary += f"; schema equal ({sum(len(v) for k, v in src_catalog.objects.items() if k in schema_compare.QUERIES)} objects)"
+        losses = schema_compare.acl_losses(src_catalog)
+        if losses:
+            summary += (f"; not carried (--no-owner --no-acl): {len(losses)} ACLs, e.g. {'; '.join(losses[:3])}"
+                        + ("" if inputs.grants else " (no `grants:` given)"))
         return Verification(ok=report.ok, summary=summary, table=None if report.ok else report.table(),
                             details={"mismatches": [m.__dict__ for m in report.mismatches],
-                                     "tables": report.tables_checked, "rows": report.rows_checked})
+                                     "tables": report.tables_checked, "rows": report.rows_checked,
+                                     "acls_not_carried": losses})
 
     def plan_rollback(self, ctx: Any, inputs: CopyInputs, result: Result) -> Plan:
         _, tgt_ep = _resolve(ctx, inputs)
-        if not result.undo.get("target_was_empty"):
+        if not result.undo and not self._left_by_this_run(ctx, tgt_ep):
+            return Plan(summary=f"the failed copy never wrote to {tgt_ep.display()} (no marker of this run): "
+                                f"it is as the plan found it", no_op=True, data={"drop": []})
+        if result.undo and not result.undo.get("target_was_empty"):
             return Plan(summary="cannot undo this copy", blocking=[
                 "the target was not empty before the copy (overwrite: true dropped its former contents), so "
                 "there is nothing to go back to; restore the target from its backup instead"])
@@ -540,15 +594,23 @@ class DbCopy(_Preflight, StepKind):
                     changes=changes, data={"drop": what, "target": tgt_ep.display()}, no_op=facts.is_empty)
 
     def rollback(self, ctx: Any, inputs: CopyInputs, result: Result) -> Result:
-        if not result.undo.get("target_was_empty"):
-            raise StepError("the target was not empty before the copy; rollback would destroy data it cannot restore")
         _, tgt_ep = _resolve(ctx, inputs)
+        if not result.undo:
+            # A failed or interrupted copy: what is there was written by this run only if its marker says so.
+            if not self._left_by_this_run(ctx, tgt_ep):
+                return Result(summary=f"nothing written by this run on {tgt_ep.display()}; left as it was")
+        elif not result.undo.get("target_was_empty"):
+            raise StepError("the target was not empty before the copy; rollback would destroy data it cannot restore")
         dropped = drop_everything(tgt_ep)
         return Result(summary=f"dropped {', '.join(dropped) or 'nothing'} on {tgt_ep.display()}; the target is empty",
                       details={"dropped": dropped})
 
     def verify_rollback(self, ctx: Any, inputs: CopyInputs, result: Result, undo: Result) -> Verification | None:
         _, tgt_ep = _resolve(ctx, inputs)
+        if not result.undo and undo.summary.startswith("nothing written by this run"):
+            left = self._left_by_this_run(ctx, tgt_ep)
+            return Verification(ok=not left, summary="no trace of this run's copy on the target" if not left
+                                else "this run's incomplete-copy marker is still on the target")
         facts = preflight.facts(tgt_ep)
         return Verification(ok=facts.is_empty, summary="the target is empty" if facts.is_empty else
                             "the target still holds: " + "; ".join(_object_lines(facts)))

@@ -104,7 +104,8 @@ class Endpoint:
         query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in sorted(self.params.items()))
         value = f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.dbname, safe='')}" + (
             f"?{query}" if query else "")
-        secrets.register(value)
+        if self.password:
+            secrets.register(value)
         return value
 
     def libpq_env(self) -> dict[str, str]:
@@ -123,13 +124,16 @@ class Endpoint:
 
 def parse_url(url: str, *, label: str = "") -> Endpoint:
     """Parse a `postgres://` / `postgresql://` URL or a `key=value` conninfo into an :class:`Endpoint`."""
-    secrets.register(url)
     try:
         parts = pg_conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise errors.InvalidRequest(PLATFORM, "parse url", label, f"not a PostgreSQL URL or conninfo: {exc}") from None
+        secrets.register(url)         # unparsable: no telling which part is the password
+        raise errors.InvalidRequest(PLATFORM, "parse url", label,
+                                    secrets.redact(f"not a PostgreSQL URL or conninfo: {exc}")) from None
     password = parts.pop("password", None)
-    secrets.register(password)
+    # Only the password is secret: a URL without one must stay readable in the plan people approve.
+    if password:
+        secrets.register(password, url)
     host = str(parts.pop("host", "") or "localhost")
     if "," in host:
         raise errors.InvalidRequest(PLATFORM, "parse url", label, "several hosts in one URL are not supported")

@@ -43,11 +43,13 @@ is ever on a command line.
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -108,6 +110,19 @@ def _without_row_data(line: str) -> str:
     return _ROW_DATA.sub(lambda m: (m.group(1) + '"…"') if m.group(1) else (m.group(2) + "(…)"), line)
 
 
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the bot dies (a kill -9 must not leave psql pairs committing).
+
+    Linux delivers it when the *thread* that forked exits, so children are started from the thread that
+    waits for them (the step's apply), never from a short-lived helper."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 class Children:
     """Child processes in their own process groups, their stderr read by threads, stoppable at once."""
 
@@ -120,7 +135,7 @@ class Children:
     def start(self, name: str, argv: list[str], env: dict[str, str], *, stdin: Any = None,
               stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent)
         self.procs[name] = proc
         self.tails[name] = collections.deque(maxlen=40)
         thread = threading.Thread(target=self._read, args=(name, proc.stderr), daemon=True)
@@ -142,9 +157,19 @@ class Children:
             thread.join(timeout=5)
 
     def check(self) -> None:
-        """Raise CopyFailed naming the first child that exited non-zero."""
+        """Raise CopyFailed naming the child that failed first in cause: a reader killed by SIGPIPE only
+        says its writer went away, so a failed writer (with the server's error) is named before it."""
+        failed = [p for p in self.procs.values() if p.returncode not in (0, None)]
+        if failed and all(p.returncode == -signal.SIGPIPE for p in failed):
+            deadline = time.monotonic() + 3.0          # the writer that broke the pipe is exiting too
+            for proc in self.procs.values():
+                try:
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
         self.wait_readers()
-        for name, proc in self.procs.items():
+        ordered = sorted(self.procs.items(), key=lambda item: item[1].returncode == -signal.SIGPIPE)
+        for name, proc in ordered:
             if proc.returncode not in (0, None):
                 tail = "\n".join(_without_row_data(line) for line in self.tails[name] if line.strip())[-1500:]
                 raise CopyFailed(secrets.redact(f"{name} exited with status {proc.returncode}:\n{tail}"))
@@ -307,6 +332,63 @@ def _guarded(req: CopyRequest, children: Children, body: Callable[[], CopyOutcom
             shutil.rmtree(folder, ignore_errors=True)
 
 
+SCRATCH_PREFIX = "runbook-bot-"
+SCRATCH_KINDS = ("dump", "pgcopydb", "relay")
+
+
+def scratch_folder(kind: str, workdir: str) -> str:
+    """A strategy's scratch folder, stamped with this process's PID so a later run can tell it was abandoned."""
+    folder = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{kind}-", dir=workdir)
+    with open(os.path.join(folder, "owner.pid"), "w") as out:
+        out.write(str(os.getpid()))
+    return folder
+
+
+def stale_scratch(workdir: str) -> list[tuple[str, int]]:
+    """Scratch folders whose copy is gone (owner PID dead): what a killed copy left, with their sizes."""
+    found: list[tuple[str, int]] = []
+    try:
+        entries = os.listdir(workdir)
+    except OSError:
+        return found
+    for entry in sorted(entries):
+        path = os.path.join(workdir, entry)
+        if not any(entry.startswith(f"{SCRATCH_PREFIX}{k}-") for k in SCRATCH_KINDS) or not os.path.isdir(path):
+            continue
+        try:
+            with open(os.path.join(path, "owner.pid")) as handle:
+                os.kill(int(handle.read().strip()), 0)
+            continue                                   # its copy is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue                                   # not ours to judge (no stamp, or not permitted)
+        size = sum(os.path.getsize(os.path.join(root, f)) for root, _d, files in os.walk(path) for f in files)
+        found.append((path, size))
+    return found
+
+
+def analyze(ep: Endpoint, tables: list[str], *, jobs: int = 2) -> float:
+    """ANALYZE each copied table, `jobs` at a time, so the new side's first queries do not plan blind
+    (a restore leaves pg_stats empty). Returns the seconds it took."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    began = time.monotonic()
+
+    def one(name: str) -> None:
+        schema, _, table = name.partition(".")
+        with connect(ep, application_name="runbook-bot-analyze") as conn:
+            conn.execute(f"ANALYZE {_qualified(schema, table)}")
+
+    with connect(ep, application_name="runbook-bot-analyze") as conn:
+        # Materialized views are restored populated but unanalysed too.
+        tables = tables + [r[0] for r in conn.execute(
+            "SELECT schemaname || '.' || matviewname FROM pg_matviews WHERE ispopulated").fetchall()]
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="analyze") as pool:
+        list(pool.map(one, tables))
+    return time.monotonic() - began
+
+
 def terminate_backends(ep: Endpoint, tag: str) -> int:
     """End the target backends our (now stopped) children used, so nothing keeps writing or locking."""
     try:
@@ -325,7 +407,7 @@ def _parallel(req: CopyRequest, progress: Callable[[float, str], None], check_ca
               on_source_released: Callable[[], None]) -> CopyOutcome:
     tracker = Tracker(req.tables, {"dump": 0.35, "restore": 0.65})
     outcome = CopyOutcome("parallel")
-    folder = tempfile.mkdtemp(prefix="runbook-bot-dump-", dir=req.workdir)
+    folder = scratch_folder("dump", req.workdir)
     dump_dir = os.path.join(folder, "dump")
     phase = {"now": "dump"}
 
@@ -430,7 +512,7 @@ def _pgcopydb(req: CopyRequest, progress: Callable[[float, str], None], check_ca
         raise CopyFailed("strategy pgcopydb: pgcopydb is not installed (Debian: apt-get install pgcopydb)")
     tracker = Tracker(req.tables, {"copy": 1.0})
     outcome = CopyOutcome("pgcopydb")
-    folder = tempfile.mkdtemp(prefix="runbook-bot-pgcopydb-", dir=req.workdir)
+    folder = scratch_folder("pgcopydb", req.workdir)
     last_line = {"text": ""}
 
     def on_line(name: str, line: str) -> None:
@@ -475,7 +557,7 @@ def _relay(req: CopyRequest, progress: Callable[[float, str], None], check_cance
         raise CopyFailed("strategy relay needs psql next to pg_dump (install the client package)")
     tracker = Tracker(req.tables, {"copy": 0.9, "indexes": 0.1})
     outcome = CopyOutcome("relay")
-    folder = tempfile.mkdtemp(prefix="runbook-bot-relay-", dir=req.workdir)
+    folder = scratch_folder("relay", req.workdir)
     post = os.path.join(folder, "post-data.dump")
     children = Children(lambda name, line: None)
     monitors = {"copy": _Monitor(req.target)}

@@ -46,7 +46,6 @@ def _env_url(name: str, field: str) -> Endpoint:
     value = config.get(name)
     if not value:
         raise EndpointError(f"{field}: environment variable {name} is not set")
-    secrets.register(value)
     return parse_url(value, label=f"env:{name}")
 
 

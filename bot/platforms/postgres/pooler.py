@@ -51,7 +51,12 @@ class PoolerReport:
 
     def describe(self) -> str:
         why = "; ".join(SIGNAL_TEXT.get(s, s) for s in self.signals)
-        return f"PgBouncer detected ({why})" if self.detected else "no pooler detected"
+        if not self.detected:
+            return "no pooler detected"
+        version = (self.version or "").removeprefix("PgBouncer").strip()
+        what = "PgBouncer" + (f" {version}" if version else "")
+        mode = f" in {self.pool_mode} mode" if self.pool_mode else " (pool mode unknown)"
+        return f"{what}{mode} detected ({why})"
 
     def direct_hint(self, ep: Endpoint) -> str:
         if self.direct:

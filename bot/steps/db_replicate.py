@@ -1,0 +1,429 @@
+"""`db.replicate.*`: a database cutover with seconds of write downtime, on PostgreSQL logical replication.
+
+    - id: replicate
+      kind: db.replicate.start             # schema copy, publication + slot on the source, subscription on the target
+      with: {source: env:OLD_DATABASE_URL, target: env:NEW_DATABASE_URL,
+             replica_identity_full: [public.audit_log]}      # approve FULL identity for tables without a key
+    - id: caught-up
+      kind: db.replicate.status            # lag in bytes and seconds, rows/s, every tick; alert when lag grows
+      with: {source: env:OLD_DATABASE_URL, target: env:NEW_DATABASE_URL, replication: replicate,
+             every: 10s, for: 30m, until_lag_below: 1048576, alert_after: 3}
+    - id: cutover
+      kind: db.replicate.cutover           # fence the source, lag to zero, sequences, verify, reverse, open
+      with: {source: env:OLD_DATABASE_URL, target: env:NEW_DATABASE_URL, replication: replicate}
+    - id: switch-url
+      kind: env.set                        # the app's DATABASE_URL to the new database
+    - id: done
+      kind: db.replicate.stop              # drop every slot, subscription, publication the run made
+      with: {source: env:OLD_DATABASE_URL, target: env:NEW_DATABASE_URL, replication: replicate}
+
+Names: every object is `runbook_bot_<hash of run and start step>` (the reverse direction adds `_rev`),
+so a later step, a rollback and the next run's preflight find them without a stored secret.
+
+Rollback: of `start` (before cutover) drops the subscription, slot and publication and empties the
+target again (it was empty); the source is left as it was (its fence was never set). Of `cutover`,
+the same lag-gated switch the other way: fence the new side, wait until the reverse subscription
+has every write, copy sequences back, drop the reverse objects, open the old side.
+A slot left on the source by a killed bot is listed by the next `start`'s plan and dropped on approval.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.platforms.postgres import pooler, preflight, replication, verify
+from bot.platforms.postgres.connect import DatabaseError, Endpoint
+from bot.platforms.postgres.preflight import human_bytes
+from bot.runbook.model import Duration
+from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, Verification, register
+from bot.steps.db_copy import _resolve as _sides  # the same source/target resolution and refusal
+from bot.steps.db_copy import drop_everything
+
+Spec = str | dict[str, str]
+HEROKU_HINTS = ("heroku", "compute-1.amazonaws.com")
+
+
+class Sides(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Spec = Field(description="URL, env:NAME, {env: NAME}, a target name (as db.copy)")
+    target: Spec = Field(description="Same forms as source; the direct endpoint, never a pool")
+
+
+class FollowInputs(Sides):
+    replication: str = Field(description="The id of the db.replicate.start step this one follows")
+
+
+def _names(ctx: Any, start_step: str) -> replication.Names:
+    return replication.Names.for_run(ctx.run_id, start_step)
+
+
+def _lag_line(lag: replication.Lag, rows_per_s: float | None = None) -> str:
+    bytes_text = "unknown" if lag.bytes is None else human_bytes(max(0, lag.bytes))
+    seconds = "unknown" if lag.seconds is None else f"{lag.seconds:.1f} s"
+    rate = "" if rows_per_s is None else f", {rows_per_s:,.0f} rows/s"
+    copy = "" if lag.initial_copy_done else f", initial copy {lag.synced}/{lag.tables} tables"
+    return f"lag {bytes_text} / {seconds}{rate}{copy}" + ("" if lag.active else ", NOT streaming")
+
+
+@register
+class ReplicateStart(StepKind):
+    name = "db.replicate.start"
+    mutating = True
+
+    class Inputs(Sides):
+        replica_identity_full: list[str] = Field(
+            default_factory=list, description="Tables without a key to give REPLICA IDENTITY FULL (approved here)")
+        large_objects: bool = Field(False, description="true: go ahead although large objects will not replicate")
+        clean_leftovers: bool = Field(True, description="Drop slots/subscriptions a killed runbook-bot left")
+
+    class Outputs(BaseModel):
+        name: str = ""
+        slot_lsn: str = ""
+
+    def plan(self, ctx: Any, inputs: Inputs) -> Plan:
+        src, tgt = _sides(ctx, inputs)
+        names = _names(ctx, ctx.step_id)
+        blocking: list[str] = []
+        warnings: list[str] = []
+        changes: list[Change] = []
+        for side, ep in (("source", src), ("target", tgt)):
+            report = pooler.detect(ep)
+            if report.detected:
+                blocking.append(f"{side} {ep.display()}: {report.describe()}; logical replication needs a "
+                                f"direct connection: {report.direct_hint(ep)}")
+        if blocking:
+            return Plan(summary="replicate: refused, a pooler is in the way", blocking=blocking)
+        facts = replication.source_facts(src)
+        # Resolved from a Heroku app's DATABASE_URL, a Heroku host, or Heroku's own `heroku_ext` schema.
+        if facts.heroku_ext or any(h in (src.label + " " + src.host).lower() for h in HEROKU_HINTS):
+            blocking.append(f"the source {src.display()} is Heroku Postgres, which allows no replication out "
+                            f"(no REPLICATION privilege, no slots: heroku/roadmap#38): use db.copy inside an "
+                            f"app.maintenance window instead")
+        if facts.wal_level != "logical":
+            blocking.append(f"source wal_level is {facts.wal_level}, logical replication needs `logical`: "
+                            f"ALTER SYSTEM SET wal_level = logical and restart the server (RDS: parameter "
+                            f"group rds.logical_replication = 1, then reboot)")
+        if not facts.can_replicate:
+            blocking.append(f"source role {facts.user} has no REPLICATION privilege: ALTER ROLE "
+                            f"{facts.user} REPLICATION (RDS: GRANT rds_replication TO {facts.user})")
+        unapproved = [t for t in facts.no_identity if t not in inputs.replica_identity_full]
+        if unapproved:
+            blocking.append(f"tables without a primary key or replica identity cannot replicate UPDATE/DELETE: "
+                            f"{', '.join(unapproved)}; add them to `replica_identity_full:` to approve "
+                            f"ALTER TABLE ... REPLICA IDENTITY FULL on each (or add a primary key)")
+        for table in inputs.replica_identity_full:
+            changes.append(Change(action="alter", resource=f"source table {table}",
+                                  after="REPLICA IDENTITY FULL"))
+        if facts.large_objects and not inputs.large_objects:
+            blocking.append(f"the source holds {facts.large_objects} large objects, which logical replication "
+                            f"does not carry: move them to bytea columns, or set `large_objects: true` and copy "
+                            f"them separately")
+        if facts.sequences:
+            warnings.append(f"{len(facts.sequences)} sequences are not carried by logical replication: the "
+                            f"cutover copies their values past the source's")
+        warnings.append("DDL is not replicated: no schema changes on the source until the cutover "
+                        "(a migration would stop replication with a missing-column error)")
+        if facts.free_slots < 1:
+            blocking.append("the source has no free replication slot: raise max_replication_slots or drop one")
+        leftovers = [s for s in facts.leftover_slots if not s["slot"].startswith(names.base)]
+        leftover_subs = [s for s in replication.leftover_subscriptions(tgt) if not s.startswith(names.base)]
+        for slot in leftovers:
+            line = (f"replication slot {slot['slot']} (database {slot['database']}, holding "
+                    f"{human_bytes(slot['retained_bytes'])} of WAL, {'active' if slot['active'] else 'inactive'})"
+                    f" left by an earlier runbook-bot")
+            if inputs.clean_leftovers:
+                changes.append(Change(action="drop", resource=f"source slot {slot['slot']}", detail=line))
+            else:
+                warnings.append(line + ": it fills the source's disk; drop it")
+        for sub in leftover_subs:
+            changes.append(Change(action="drop", resource=f"target subscription {sub}",
+                                  detail="left by an earlier runbook-bot"))
+        tgt_facts = preflight.facts(tgt)
+        if not tgt_facts.is_empty:
+            blocking.append(f"the target {tgt.display()} is not empty; replication starts from an empty target "
+                            f"(empty it, or drop and recreate the database)")
+        changes += [
+            Change(action="create", resource=f"target {tgt.display()}", detail="the source's schema (no data)"),
+            Change(action="create", resource=f"source {src.display()}",
+                   detail=f"publication and logical slot {names.base}"),
+            Change(action="create", resource=f"target {tgt.display()}",
+                   detail=f"subscription {names.base} (initial copy, then streaming)"),
+        ]
+        return Plan(summary=f"replicate {src.display()} -> {tgt.display()} as {names.base}", changes=changes,
+                    warnings=warnings, blocking=blocking,
+                    data={"name": names.base, "leftover_slots": [s["slot"] for s in leftovers],
+                          "leftover_subscriptions": leftover_subs})
+
+    def apply(self, ctx: Any, inputs: Inputs, plan: Plan) -> Result:
+        src, tgt = _sides(ctx, inputs)
+        name = plan.data["name"]
+        try:
+            if inputs.clean_leftovers:
+                for sub in plan.data.get("leftover_subscriptions", []):
+                    replication.stop(src, tgt, sub)
+                for slot in plan.data.get("leftover_slots", []):
+                    replication.drop_slot_by_name(src, slot)
+            if inputs.replica_identity_full:
+                replication.set_replica_identity_full(src, inputs.replica_identity_full)
+            replication.ensure_marker(src)
+            replication.copy_schema(src, tgt)
+            lsn = replication.start(src, tgt, name, copy_data=True)
+        except (replication.ReplicationError, DatabaseError) as exc:
+            raise StepError(f"replication did not start: {exc}; roll back to drop what was made") from None
+        while True:
+            lag = replication.lag(src, tgt, name)
+            ctx.progress(lag.synced, lag.tables or None, message=_lag_line(lag), unit="tables")
+            if lag.initial_copy_done:
+                break
+            ctx.sleep(0.2)
+        return Result(summary=f"streaming {src.display()} -> {tgt.display()} ({lag.tables} tables copied, "
+                              f"slot at {lsn})", outputs={"name": name, "slot_lsn": lsn},
+                      undo={"name": name})
+
+    def verify(self, ctx: Any, inputs: Inputs, result: Result) -> Verification:
+        src, tgt = _sides(ctx, inputs)
+        lag = replication.lag(src, tgt, result.undo["name"])
+        ok = lag.active and lag.initial_copy_done
+        return Verification(ok=ok, summary=_lag_line(lag), details=lag.to_dict())
+
+    def plan_rollback(self, ctx: Any, inputs: Inputs, result: Result) -> Plan:
+        src, tgt = _sides(ctx, inputs)
+        name = (result.undo or {}).get("name") or _names(ctx, ctx.step_id).base
+        return Plan(summary=f"stop replication {name}: drop subscription, slot and publication; empty the target",
+                    changes=[Change(action="drop", resource=f"source slot and publication {name}"),
+                             Change(action="drop", resource=f"everything on target {tgt.display()}")],
+                    data={"name": name})
+
+    def rollback(self, ctx: Any, inputs: Inputs, result: Result) -> Result:
+        src, tgt = _sides(ctx, inputs)
+        name = (result.undo or {}).get("name") or _names(ctx, ctx.step_id).base
+        gone = replication.stop(src, tgt, name)
+        replication.drop_marker(src)
+        gone += drop_everything(tgt)
+        return Result(summary="dropped " + ", ".join(gone), details={"dropped": gone})
+
+    def verify_rollback(self, ctx: Any, inputs: Inputs, result: Result, undo: Result) -> Verification:
+        src, tgt = _sides(ctx, inputs)
+        name = (result.undo or {}).get("name") or _names(ctx, ctx.step_id).base
+        slots = [s["slot"] for s in replication.leftover_slots(src) if s["slot"].startswith(name)]
+        empty = preflight.facts(tgt).is_empty
+        ok = not slots and empty
+        return Verification(ok=ok, summary="no slot on the source, target empty" if ok else
+                            f"left behind: slots {slots or 'none'}, target empty: {empty}")
+
+
+@register
+class ReplicateStatus(StepKind):
+    """Read-only: tick every `every`, show lag and rows/s, alert when lag grows `alert_after` ticks in a row."""
+
+    name = "db.replicate.status"
+    mutating = False
+
+    class Inputs(FollowInputs):
+        every: Duration = Field(10, description="Seconds between ticks")
+        for_: Duration = Field(60, alias="for", description="How long to watch at most")
+        until_lag_below: int | None = Field(None, ge=0, description="Stop early once lag bytes are below this")
+        alert_after: int = Field(3, ge=1, description="Alert when lag grows this many ticks in a row")
+
+    class Outputs(BaseModel):
+        lag_bytes: int | None = None
+        lag_seconds: float | None = None
+        alerts: int = 0
+
+    def plan(self, ctx: Any, inputs: Inputs) -> Plan:
+        return Plan(summary=f"watch replication {_names(ctx, inputs.replication).base} every {inputs.every:g} s")
+
+    def apply(self, ctx: Any, inputs: Inputs, plan: Plan) -> Result:
+        src, tgt = _sides(ctx, inputs)
+        name = _names(ctx, inputs.replication).base
+        began = ctx.clock.now()
+        previous: replication.Lag | None = None
+        previous_at = began
+        growing = alerts = 0
+        lines: list[str] = []
+        while True:
+            lag = replication.lag(src, tgt, name)
+            now = ctx.clock.now()
+            rate = None if previous is None else (lag.rows - previous.rows) / max(1e-6, now - previous_at)
+            if previous is not None and lag.bytes is not None and previous.bytes is not None:
+                growing = growing + 1 if lag.bytes > previous.bytes else 0
+            line = _lag_line(lag, rate)
+            if growing >= inputs.alert_after:
+                alerts += 1
+                line = f"ALERT: lag has grown {growing} ticks in a row; " + line
+                growing = 0
+            lines.append(line)
+            ctx.progress(now - began, inputs.for_, message=line, unit="s")
+            ctx.log(line)
+            previous, previous_at = lag, now
+            done = inputs.until_lag_below is not None and lag.bytes is not None and lag.bytes < inputs.until_lag_below
+            if done or now - began + inputs.every > inputs.for_:
+                break
+            ctx.sleep(inputs.every)
+        return Result(summary=lines[-1], outputs={"lag_bytes": lag.bytes, "lag_seconds": lag.seconds,
+                                                  "alerts": alerts}, details={"ticks": lines})
+
+
+@register
+class ReplicateCutover(StepKind):
+    """Fence the source, wait for lag zero, copy sequences, verify, start reverse replication, open the target."""
+
+    name = "db.replicate.cutover"
+    mutating = True
+
+    class Inputs(FollowInputs):
+        timeout: Duration = Field(60, description="How long the fenced source may take to drain")
+        verify: bool = Field(True, description="Row counts and checksums of every table while fenced")
+        reverse: bool = Field(True, description="Replicate the new side back to the old one (for rollback)")
+
+    class Outputs(BaseModel):
+        write_downtime_seconds: float = 0.0
+        last_source_write_to_open_seconds: float | None = None
+        reverse: str = ""
+
+    def plan(self, ctx: Any, inputs: Inputs) -> Plan:
+        src, tgt = _sides(ctx, inputs)
+        names = _names(ctx, inputs.replication)
+        lag = replication.lag(src, tgt, names.base)
+        blocking = [] if lag.initial_copy_done else [f"the initial copy is not finished ({_lag_line(lag)})"]
+        steps = [Change(action="fence", resource=f"source {src.display()}",
+                        detail="default_transaction_read_only = on, sessions ended")]
+        steps.append(Change(action="wait", resource="lag", before=_lag_line(lag), after="zero (marker applied)"))
+        steps.append(Change(action="copy", resource="sequences", detail="target set to the source's values"))
+        if inputs.verify:
+            steps.append(Change(action="verify", resource="every table", detail="row counts and checksums"))
+        steps.append(Change(action="drop", resource=f"forward replication {names.base}"))
+        if inputs.reverse:
+            steps.append(Change(action="create", resource=f"reverse replication {names.reverse}",
+                                detail=f"{tgt.display()} -> {src.display()}, before the target takes writes"))
+        return Plan(summary=f"cut over {src.display()} -> {tgt.display()}", changes=steps, blocking=blocking,
+                    warnings=["switch the app's DATABASE_URL right after (env.set); the source stays read-only"],
+                    data={"name": names.base, "reverse": names.reverse})
+
+    def apply(self, ctx: Any, inputs: Inputs, plan: Plan) -> Result:
+        src, tgt = _sides(ctx, inputs)
+        name, reverse = plan.data["name"], plan.data["reverse"]
+        phases: dict[str, float] = {}
+
+        def timed(phase: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+            began = time.monotonic()
+            value = call(*args, **kwargs)
+            phases[phase] = round(time.monotonic() - began, 3)
+            return value
+
+        fenced_at = time.time()
+        ended = timed("fence", replication.fence, src)
+        try:
+            last_write = replication.last_commit(src)
+            drained = timed("drain", replication.wait_marker, src, tgt, timeout=inputs.timeout)
+            timed("sequences", replication.copy_sequences, src, tgt)
+            report = timed("verify", _verify, src, tgt) if inputs.verify else None
+            if report is not None and not report.ok:
+                raise StepError(f"verification failed while fenced: {report.summary()}")
+            timed("drop_forward", replication.stop, src, tgt, name)
+            if inputs.reverse:
+                timed("reverse", replication.start, tgt, src, reverse, copy_data=False)
+        except BaseException as exc:
+            # Nothing switched: open the source again and keep the forward replication if it is still there.
+            replication.unfence(src)
+            if isinstance(exc, (replication.ReplicationError, DatabaseError)):
+                raise StepError(f"cutover stopped, the source is writable again: {exc}") from None
+            raise
+        opened_at = time.time()
+        downtime = opened_at - fenced_at
+        since_last = opened_at - last_write if last_write else None
+        summary = (f"write downtime {downtime:.2f} s (fence to open; drained in {drained:.2f} s, {ended} sessions "
+                   f"ended)" + (f"; {report.summary()}" if report else "")
+                   + (f"; reverse replication {reverse} running" if inputs.reverse else ""))
+        return Result(summary=summary,
+                      outputs={"write_downtime_seconds": round(downtime, 3),
+                               "last_source_write_to_open_seconds": round(since_last, 3) if since_last else None,
+                               "reverse": reverse if inputs.reverse else ""},
+                      undo={"reverse": reverse if inputs.reverse else "", "name": name},
+                      details={"fenced_at": fenced_at, "opened_at": opened_at, "last_source_write": last_write,
+                               "phases": phases})
+
+    def verify(self, ctx: Any, inputs: Inputs, result: Result) -> Verification:
+        src, tgt = _sides(ctx, inputs)
+        fenced = replication.is_fenced(src)
+        forward = [s["slot"] for s in replication.leftover_slots(src) if s["slot"] == result.undo["name"]]
+        ok = fenced and not forward
+        return Verification(ok=ok, summary="source read-only, forward slot gone" if ok else
+                            f"source fenced: {fenced}; forward slot still there: {bool(forward)}")
+
+    def plan_rollback(self, ctx: Any, inputs: Inputs, result: Result) -> Plan:
+        reverse = result.undo.get("reverse")
+        if not reverse:
+            raise PlanRefused("the cutover ran without reverse replication: writes made on the new side "
+                              "since then would be lost going back; use db.copy from the new side instead")
+        return Plan(summary=f"switch back through {reverse}: fence the new side, lag to zero, sequences back, "
+                            f"open the old side", data={"reverse": reverse})
+
+    def rollback(self, ctx: Any, inputs: Inputs, result: Result) -> Result:
+        src, tgt = _sides(ctx, inputs)
+        reverse = result.undo["reverse"]
+        fenced_at = time.time()
+        replication.fence(tgt)
+        try:
+            replication.wait_marker(tgt, src, timeout=inputs.timeout)
+            replication.copy_sequences(tgt, src)
+            replication.stop(tgt, src, reverse)
+        except BaseException:
+            replication.unfence(tgt)
+            raise
+        replication.unfence(src)
+        downtime = time.time() - fenced_at
+        return Result(summary=f"back on the old side; write downtime {downtime:.2f} s; switch DATABASE_URL back",
+                      outputs={"write_downtime_seconds": round(downtime, 3)})
+
+    def verify_rollback(self, ctx: Any, inputs: Inputs, result: Result, undo: Result) -> Verification:
+        src, tgt = _sides(ctx, inputs)
+        left = [s["slot"] for s in replication.leftover_slots(tgt) if s["slot"] == result.undo["reverse"]]
+        ok = not replication.is_fenced(src) and not left
+        return Verification(ok=ok, summary="old side writable, reverse slot gone" if ok else
+                            f"reverse slot left: {bool(left)}; old side fenced: {replication.is_fenced(src)}")
+
+
+def _verify(src: Endpoint, tgt: Endpoint) -> verify.Report:
+    names = [t for t in verify.measure_meta(src).all_tables if not t.endswith(f".{replication.MARKER}")]
+    source, target = verify.measure_both(src, tgt, names)
+    return verify.compare(source, target, expect_no_extra_tables=False)
+
+
+@register
+class ReplicateStop(StepKind):
+    """Drop every object the replication made, in both directions; verify no slot is left on either side."""
+
+    name = "db.replicate.stop"
+    mutating = True
+    idempotent = True
+
+    class Inputs(FollowInputs):
+        pass
+
+    def plan(self, ctx: Any, inputs: Inputs) -> Plan:
+        names = _names(ctx, inputs.replication)
+        return Plan(summary=f"drop replication {names.base} and {names.reverse} (slots, subscriptions, publications)")
+
+    def apply(self, ctx: Any, inputs: Inputs, plan: Plan) -> Result:
+        src, tgt = _sides(ctx, inputs)
+        names = _names(ctx, inputs.replication)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            forward = pool.submit(replication.stop, src, tgt, names.base)
+            back = pool.submit(replication.stop, tgt, src, names.reverse)
+            gone = forward.result() + back.result()
+        for ep in (src, tgt):
+            replication.drop_marker(ep)
+        return Result(summary="dropped " + (", ".join(gone) or "nothing (already clean)"), details={"dropped": gone})
+
+    def verify(self, ctx: Any, inputs: Inputs, result: Result) -> Verification:
+        src, tgt = _sides(ctx, inputs)
+        names = _names(ctx, inputs.replication)
+        left = [s["slot"] for ep in (src, tgt) for s in replication.leftover_slots(ep)
+                if s["slot"] in (names.base, names.reverse)]
+        return Verification(ok=not left, summary="no replication slot left" if not left else f"slots left: {left}")

@@ -1,0 +1,255 @@
+"""db.replicate.* on a private PostgreSQL cluster with wal_level = logical (tests/fixtures/pg_logical.py).
+
+Writes keep flowing from a writer thread while replication streams; the writer behaves like an app
+whose DATABASE_URL is switched: when the fenced source refuses it, it writes to the target. Every
+row carries a writer-made id, so "none lost" is a count and a checksum over the ids on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import psycopg
+import pytest
+
+from bot.platforms.postgres import replication
+from bot.steps.context import StepContext
+from bot.steps.db_replicate import ReplicateCutover, ReplicateStart, ReplicateStatus, ReplicateStop
+
+SCHEMA = """
+CREATE TABLE public.accounts (id bigserial PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL DEFAULT 0);
+CREATE TABLE public.ledger (id bigint PRIMARY KEY, account bigint REFERENCES public.accounts(id), note text);
+CREATE TABLE public.audit (at timestamptz DEFAULT now(), what text);
+INSERT INTO public.accounts (owner, balance) SELECT 'owner-' || g, g FROM generate_series(1, 500) g;
+INSERT INTO public.ledger SELECT g, 1 + g % 500, 'seed' FROM generate_series(1, 2000) g;
+INSERT INTO public.audit (what) SELECT 'a' || g FROM generate_series(1, 10) g;
+"""
+
+
+def ctx_for(step_id: str, events: list | None = None, run_id: str = "run-1") -> StepContext:
+    return StepContext(run_id=run_id, step_id=step_id, runbook_name="t", params={}, targets={}, outputs={},
+                       on_progress=(lambda **kw: events.append(kw)) if events is not None else (lambda **kw: None))
+
+
+@pytest.fixture
+def pair(pg_logical, monkeypatch):
+    src, tgt = pg_logical.create("rbsrc"), pg_logical.create("rbtgt")
+    pg_logical.sql(src, SCHEMA)
+    monkeypatch.setenv("SRC_URL", pg_logical.url(src))
+    monkeypatch.setenv("TGT_URL", pg_logical.url(tgt))
+    return pg_logical, src, tgt
+
+
+SIDES = {"source": "env:SRC_URL", "target": "env:TGT_URL"}
+
+
+def start(ctx, **extra):
+    kind = ReplicateStart()
+    inputs = kind.Inputs(**SIDES, **extra)
+    plan = kind.plan(ctx, inputs)
+    assert not plan.blocking, plan.blocking
+    return kind, inputs, kind.apply(ctx, inputs, plan)
+
+
+class Writer(threading.Thread):
+    """Inserts ledger rows with its own ids as fast as it can; moves to the target when the source refuses."""
+
+    def __init__(self, cluster, src: str, tgt: str, first_id: int = 100_000) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.dbs, self.next_id = cluster, [src, tgt], first_id
+        self.written: list[int] = []
+        self.on_target: list[int] = []
+        self.stop_flag = threading.Event()
+        self.switch = threading.Event()      # the app's DATABASE_URL now points at the target
+        self.refused = 0
+
+    def run(self) -> None:
+        conn = None
+        while not self.stop_flag.is_set():
+            db = self.dbs[1] if self.switch.is_set() else self.dbs[0]
+            try:
+                if conn is None or conn.info.dbname != db:
+                    conn = psycopg.connect(host="127.0.0.1", port=self.cluster.port, user="postgres", dbname=db,
+                                           autocommit=True)
+                conn.execute("INSERT INTO public.ledger VALUES (%s, 1, 'live')", (self.next_id,))
+                self.written.append(self.next_id)
+                if db == self.dbs[1]:
+                    self.on_target.append(self.next_id)
+                self.next_id += 1
+            except psycopg.Error:
+                self.refused += 1
+                conn = None
+                time.sleep(0.01)
+        if conn is not None:
+            conn.close()
+
+
+def ledger_ids(cluster, db: str) -> tuple[int, str]:
+    return tuple(cluster.sql(db, "SELECT count(*), md5(string_agg(id::text, ',' ORDER BY id)) "
+                                 "FROM public.ledger WHERE note = 'live'")[0])
+
+
+def expected(ids: list[int]) -> tuple[int, str]:
+    import hashlib
+    return len(ids), hashlib.md5(",".join(str(i) for i in sorted(ids)).encode()).hexdigest()
+
+
+def test_cutover_under_writes_loses_none_and_reverse_carries_writes_back(pair):
+    cluster, src, tgt = pair
+    ctx = ctx_for("replicate")
+    _kind, _inputs, started = start(ctx, replica_identity_full=["public.audit"])
+    writer = Writer(cluster, src, tgt)
+    writer.start()
+    try:
+        time.sleep(1.0)
+        events: list = []
+        status = ReplicateStatus()
+        s_in = status.Inputs(**SIDES, replication="replicate", every=0.3, **{"for": 1.2})
+        result = status.apply(ctx_for("status", events), s_in, status.plan(ctx_for("status"), s_in))
+        assert result.details["ticks"] and all("lag" in e["message"] for e in events)
+        assert cluster.sql(src, "SELECT relreplident::text FROM pg_class WHERE relname = 'audit'") == [("f",)]
+
+        cut = ReplicateCutover()
+        c_in = cut.Inputs(**SIDES, replication="replicate")
+        c_ctx = ctx_for("cutover")
+        plan = cut.plan(c_ctx, c_in)
+        assert not plan.blocking
+        done = cut.apply(c_ctx, c_in, plan)
+        writer.switch.set()                              # env.set: the app now writes to the target
+        assert cut.verify(c_ctx, c_in, done).ok
+        time.sleep(1.0)
+    finally:
+        writer.stop_flag.set()
+        writer.join(10)
+    before_switch = [i for i in writer.written if i not in set(writer.on_target)]
+    assert len(before_switch) > 20 and len(writer.on_target) > 20
+    # Every row written to the source before the fence is on the target; nothing more, nothing less.
+    assert ledger_ids(cluster, tgt) == expected(writer.written)
+    assert done.outputs["write_downtime_seconds"] < 30
+    # Sequences went past the source's: the next serial id on the target does not collide.
+    cluster.sql(tgt, "INSERT INTO public.accounts (owner) VALUES ('after cutover')")
+    # The reverse replication carries the writes made on the target back to the old source.
+    deadline = time.time() + 20
+    while ledger_ids(cluster, src) != expected(writer.written) and time.time() < deadline:
+        time.sleep(0.2)
+    assert ledger_ids(cluster, src) == expected(writer.written)
+    # One cluster holds both databases: the forward slot (in the source's database) is gone at cutover,
+    # the reverse one (in the target's) streams.
+    assert [s["database"] for s in replication.leftover_slots(cluster.endpoint(src))] == [tgt]
+
+    # Rollback is the same switch the other way; then no slot anywhere.
+    undo = cut.rollback(c_ctx, c_in, done)
+    assert cut.verify_rollback(c_ctx, c_in, done, undo).ok
+    assert ledger_ids(cluster, src) == expected(writer.written)
+    cluster.sql(src, "INSERT INTO public.accounts (owner) VALUES ('back on the old side')")   # writable again
+    stop = ReplicateStop()
+    st_in = stop.Inputs(**SIDES, replication="replicate")
+    assert stop.verify(ctx, st_in, stop.apply(ctx, st_in, stop.plan(ctx, st_in))).ok
+    assert replication.leftover_slots(cluster.endpoint(src)) == []
+    assert cluster.sql(src, "SELECT count(*) FROM pg_publication") == [(0,)]
+    assert cluster.sql(tgt, "SELECT count(*) FROM pg_subscription") == [(0,)]
+
+
+def test_rollback_before_cutover_drops_slot_and_leaves_source_as_it_was(pair):
+    cluster, src, tgt = pair
+    before = cluster.sql(src, "SELECT count(*), sum(balance) FROM public.accounts")
+    ctx = ctx_for("replicate")
+    kind, inputs, result = start(ctx, replica_identity_full=["public.audit"])
+    assert kind.verify(ctx, inputs, result).ok
+    assert [s["slot"] for s in replication.leftover_slots(cluster.endpoint(src))] == [result.undo["name"]]
+    undo = kind.rollback(ctx, inputs, result)
+    assert kind.verify_rollback(ctx, inputs, result, undo).ok
+    assert replication.leftover_slots(cluster.endpoint(src)) == []
+    assert cluster.sql(src, "SELECT count(*) FROM pg_publication") == [(0,)]
+    assert cluster.sql(src, "SELECT count(*), sum(balance) FROM public.accounts") == before
+    assert cluster.sql(tgt, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+
+def test_preflight_names_tables_without_key_large_objects_and_wal_level(pair, pg, monkeypatch):
+    cluster, src, tgt = pair
+    cluster.sql(src, "SELECT lo_from_bytea(0, 'x')")
+    kind = ReplicateStart()
+    plan = kind.plan(ctx_for("replicate"), kind.Inputs(**SIDES))
+    text = " ".join(plan.blocking)
+    assert "public.audit" in text and "REPLICA IDENTITY FULL" in text
+    assert "1 large objects" in text
+    assert any("sequences" in w for w in plan.warnings)
+    # The machine's own server runs wal_level = replica: refused with the fix.
+    plain_src, plain_tgt = pg.create(), pg.create()
+    monkeypatch.setenv("SRC_URL", pg.url(plain_src))
+    monkeypatch.setenv("TGT_URL", pg.url(plain_tgt))
+    plan = kind.plan(ctx_for("replicate"), kind.Inputs(**SIDES))
+    assert any("wal_level is replica" in b and "ALTER SYSTEM SET wal_level = logical" in b for b in plan.blocking)
+
+
+def test_preflight_refuses_heroku_and_role_without_replication(pair, monkeypatch):
+    cluster, src, tgt = pair
+    cluster.sql(src, "DROP TABLE public.audit")
+    cluster.sql("postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'plain_app') "
+                            "THEN CREATE ROLE plain_app LOGIN; END IF; END $$")
+    monkeypatch.setenv("SRC_URL", f"postgresql://plain_app@127.0.0.1:{cluster.port}/{src}")
+    plan = ReplicateStart().plan(ctx_for("replicate"), ReplicateStart.Inputs(**SIDES))
+    assert any("no REPLICATION privilege" in b and "ALTER ROLE plain_app REPLICATION" in b for b in plan.blocking)
+    monkeypatch.setenv("SRC_URL", f"postgresql://postgres@127.0.0.1:{cluster.port}/{src}?application_name=x")
+    src_ep = {"url": f"postgresql://postgres@127.0.0.1:{cluster.port}/{src}"}
+    inputs = ReplicateStart.Inputs(source=src_ep, target="env:TGT_URL")
+    plan = ReplicateStart().plan(ctx_for("replicate"), inputs)
+    assert not plan.blocking
+    # A Heroku Postgres source (recognised by Heroku's `heroku_ext` schema) is refused with the db.copy fallback.
+    cluster.sql(src, "CREATE SCHEMA heroku_ext")
+    plan = ReplicateStart().plan(ctx_for("replicate"), inputs)
+    assert any("Heroku Postgres" in b and "db.copy" in b for b in plan.blocking)
+
+
+def test_pooler_in_front_is_refused(pair, pgbouncer, pg, monkeypatch):
+    plain = pg.create()
+    monkeypatch.setenv("TGT_URL", pgbouncer.url(plain))
+    plan = ReplicateStart().plan(ctx_for("replicate"), ReplicateStart.Inputs(**SIDES))
+    assert plan.blocking and "in transaction mode detected" in plan.blocking[0]
+
+
+KILLED_BOT = textwrap.dedent("""
+    import sys, time
+    from bot.steps.context import StepContext
+    from bot.steps.db_replicate import ReplicateStart
+    ctx = StepContext(run_id="killed-run", step_id="replicate", runbook_name="t", params={}, targets={}, outputs={})
+    kind = ReplicateStart()
+    inputs = kind.Inputs(source="env:SRC_URL", target="env:TGT_URL", replica_identity_full=["public.audit"])
+    kind.apply(ctx, inputs, kind.plan(ctx, inputs))
+    print("streaming", flush=True)
+    while True:
+        time.sleep(1)
+""")
+
+
+def test_killed_bot_leaves_slot_next_start_reports_and_cleans(pair):
+    cluster, src, tgt = pair
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BOT], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ})
+    try:
+        assert proc.stdout.readline().strip() == "streaming"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    left = replication.leftover_slots(cluster.endpoint(src))
+    assert len(left) == 1
+    # The next run (a different run id) reports the slot and the subscription and, on approval, drops them.
+    cluster.sql(tgt, "SELECT 1")
+    kind = ReplicateStart()
+    inputs = kind.Inputs(**SIDES, replica_identity_full=["public.audit"])
+    ctx = ctx_for("replicate", run_id="next-run")
+    plan = kind.plan(ctx, inputs)
+    drops = [c for c in plan.changes if c.action == "drop"]
+    assert {c.resource for c in drops} == {f"source slot {left[0]['slot']}", f"target subscription {left[0]['slot']}"}
+    assert "left by an earlier runbook-bot" in drops[0].detail
+    # The target is not empty (the killed run's schema), so this plan is refused until emptied; clean only.
+    assert any("not empty" in b for b in plan.blocking)
+    for sub in plan.data["leftover_subscriptions"]:
+        replication.stop(cluster.endpoint(src), cluster.endpoint(tgt), sub)
+    assert replication.leftover_slots(cluster.endpoint(src)) == []
