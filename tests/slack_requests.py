@@ -70,3 +70,39 @@ def signed_headers(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | 
 def post(url: str, body: str, *, headers: dict[str, str] | None = None, session: Any = None, **sign: Any):
     headers = {**signed_headers(body, **sign), **(headers or {})}
     return (session or requests).post(url, data=body.encode(), headers=headers, timeout=10)
+
+
+def submission_payload(view: dict[str, Any], values: dict[str, dict[str, Any]], *, user: str,
+                       view_id: str = "V0001") -> dict[str, Any]:
+    """A view_submission of `view` with `values` as Slack sends them: {block_id: {action_id: element state}}."""
+    return {
+        "type": "view_submission", "api_app_id": "A111", "token": "legacy-verification-token",
+        "team": {"id": "T0FAKE", "domain": "fake"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0FAKE"},
+        "trigger_id": f"{time.time():.0f}.3.{user}",
+        "view": {**view, "id": view_id, "team_id": "T0FAKE", "hash": "h", "state": {"values": values}},
+    }
+
+
+def view_action_payload(view: dict[str, Any], action: dict[str, Any], *, user: str,
+                        view_id: str = "V0001") -> dict[str, Any]:
+    """A block_actions from inside a modal (a select changed): no channel, the view instead."""
+    return {
+        "type": "block_actions", "api_app_id": "A111", "token": "legacy-verification-token",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0FAKE"},
+        "team": {"id": "T0FAKE", "domain": "fake"}, "container": {"type": "view", "view_id": view_id},
+        "trigger_id": f"{time.time():.0f}.4.{user}",
+        "view": {**view, "id": view_id, "team_id": "T0FAKE", "hash": "h", "state": {"values": {}}},
+        "actions": [{**action, "action_ts": f"{time.time():.6f}"}],
+    }
+
+
+def event_body(event: dict[str, Any]) -> str:
+    """An Events API delivery (JSON body), e.g. app_home_opened."""
+    return json.dumps({"token": "legacy-verification-token", "team_id": "T0FAKE", "api_app_id": "A111",
+                       "event": event, "type": "event_callback", "event_id": f"Ev{time.time_ns()}",
+                       "event_time": int(time.time())})
+
+
+def event_headers(body: str) -> dict[str, str]:
+    return {**signed_headers(body), "Content-Type": "application/json"}

@@ -229,3 +229,17 @@ def test_an_ephemeral_answer_that_slack_refuses_is_logged_not_raised(slack_api, 
     with pytest.raises(SlackApiError):  # whereas a bare call does raise
         slack_api.fail("chat.postEphemeral", "channel_not_found")
         poster.send("chat.postEphemeral", channel="C404", user="U1", text="x")
+
+
+def test_an_older_view_arriving_late_never_overwrites_a_newer_one(slack_api, channel):
+    """An engine thread that built its view before a later transition may tell the channel after it."""
+    old = make_run([make_step(0, state="awaiting_approval", needs_approval=True, approval_policy=POLICY,
+                              requested_at=1.0)], updated_at=2000.0)
+    new = make_run([make_step(0, state="interrupted")], updated_at=2001.0)
+    channel.step_finished(new, new.steps[0])
+    channel.request_approval(old, old.steps[0])  # late: built at 2000, told after the 2001 view
+    channel.drain()
+    step = next(m for m in slack_api.messages.values() if m["thread_ts"])
+    assert "interrupted" in step["text"]
+    assert not any(e["action_id"] == "step_approve" for b in step["blocks"] if b["type"] == "actions"
+                   for e in b["elements"])

@@ -17,6 +17,7 @@ from bot.chat.slack.settings import load
 from tests.fixtures.slack import wait_for
 from tests.slack_requests import (
     click_payload,
+    submission_payload,
     command_body,
     interactive_body,
     post,
@@ -176,7 +177,7 @@ def test_unknown_runbook_gets_closest_matches(served):
     ("run demo env=staging env=production", "parameter 'env' is given twice"),
     ("run demo env=qa", "expected one of staging, production"),
     ("run demo colour=blue", "unknown parameter 'colour'"),
-    ("run", "`run` needs a runbook name"),
+    ("plan", "`plan` needs a runbook name"),  # `run` alone opens the launcher (test_slack_launcher.py)
     ("abort", "`abort` takes one run id"),
     ("status r-nope", "no run 'r-nope'"),
     ("watch r-1 dance", "`watch` takes a run id and one of start, stop, now, chart"),
@@ -292,6 +293,8 @@ def test_an_interrupted_step_offers_verify_retry_skip_rollback(served):
     bot, server, fake = served
     run = bot.runner.start("demo", {}, started_by="U0ALICE", front_end="slack", chat={"channel": "C0OPS"})
     wait_for(lambda: bot.store.get_step(run.id, "mark-a")["state"] == "awaiting_approval", message="awaiting")
+    # the engine has told the channel (a view built before the crash below must not land after it)
+    wait_for(lambda: (m := _step_message(fake, "mark-a")) and _buttons(m), message="approval buttons")
     # the process that was applying mark-a died (its pid does not exist)
     assert bot.store.transition_step(run.id, "mark-a", ["awaiting_approval"], "applying", actor="U0BOB",
                                      front_end="slack", owner=f"{socket.gethostname()}:999999999",
@@ -322,11 +325,32 @@ def test_reject_stops_the_run_and_shows_who_rejected(served):
         print([(r["id"], r["state"]) for r in bot.store.list_runs()], fake.methods())
         raise
     run_id = json.loads(_buttons(msg)["step_reject"]["value"])["run"]
+    # someone who may not reject is told so at once, with no modal to fill in for nothing
+    post(url, interactive_body(click_payload(_buttons(msg)["step_reject"], user="U0DAVE", message_ts=msg["ts"],
+                                             response_url=fake.response_url("dave"))))
+    wait_for(lambda: any("may not reject" in json.dumps(p) for p in _responses(fake)), message="refusal")
+    assert fake.calls_to("views.open") == []
+    # Reject asks why first: a modal, opened with the click's trigger id
     post(url, interactive_body(click_payload(_buttons(msg)["step_reject"], user="U0CAROL", message_ts=msg["ts"])))
+    modal = wait_for(lambda: fake.calls_to("views.open"), message="reject modal")[0].payload["view"]
+    modal = json.loads(modal) if isinstance(modal, str) else modal
+    assert modal["callback_id"] == "reject_reason"
+    assert bot.store.get_step(run_id, "mark-a")["state"] == "awaiting_approval"  # nothing decided by the click
+    # an empty reason is refused inline and decides nothing
+    empty = post(url, interactive_body(submission_payload(modal, {"reject_reason": {"reason": {
+        "type": "plain_text_input", "value": "  "}}}, user="U0CAROL")))
+    assert empty.json()["response_action"] == "errors" and "reject_reason" in empty.json()["errors"]
+    assert bot.store.get_step(run_id, "mark-a")["state"] == "awaiting_approval"
+    r = post(url, interactive_body(submission_payload(modal, {"reject_reason": {"reason": {
+        "type": "plain_text_input", "value": "the target app is mid-deploy"}}}, user="U0CAROL")))
+    assert r.status_code == 200 and r.text == ""
     wait_for(lambda: bot.store.get_run(run_id)["state"] == "failed", message="run failed")
     bot.channel.drain()
     shown = json.dumps(_step_message(fake, "mark-a")["blocks"], ensure_ascii=False)
-    assert "Rejected by <@U0CAROL>" in shown and not _buttons(_step_message(fake, "mark-a"))
+    assert "Rejected by <@U0CAROL>" in shown and "the target app is mid-deploy" in shown
+    assert not _buttons(_step_message(fake, "mark-a"))
+    audit = [e for e in bot.store.events(run_id) if e["action"] == "approval.rejected"]
+    assert audit and audit[0]["detail"]["reason"] == "the target app is mid-deploy"
     assert not (bot.runner.runbooks_dir.parent / "marks.txt").exists()
 
 

@@ -107,7 +107,7 @@ def contexts() -> dict[str, list[dict]]:
     extreme_signals = [{**signals[i % 3], "name": f"sig{i}", "label": UNICODE * 3, "detail": UNICODE * 20}
                        for i in range(200)]
     summary = {"run_id": "r1", "tick_no": 7, "at": NOW, "gap_seconds": None, "final": False, "state": "warn",
-               "signals": signals}
+               "signals": signals, "headline": "Changed since summary #6: Edge 504 rate ok → breach."}
     alert = {**summary, "state": "breach", "on_call": ["@platform-oncall", "U0BOB"],
              "evidence": ["12 of 400 requests answered 504 at the edge in 10 minutes", "api p99 4.2 s"],
              "breached": ["edge_504_rate"]}
@@ -149,6 +149,7 @@ def contexts() -> dict[str, list[dict]]:
         "approval_request": [{"run": run, "step": awaiting, "mentions": ["<!subteam^S1|@platform-oncall>", "<@U0BOB>"]},
                              {"run": run, "step": awaiting_extreme, "mentions": [f"<@U{i:08d}>" for i in range(300)]}],
         "say": [{"text": "Started demo as run r-1: follow it in its thread."}, {"text": UNICODE * 500}],
+        **new_template_contexts(run, awaiting, awaiting_extreme, many_steps, summary, UNICODE),
         "confirm_modal": [{"run": run, "step": awaiting, "confirm_text": "production",
                            "metadata": json.dumps({"run": run.id, "step": awaiting.key, "channel": "C0OPS"})},
                           {"run": run, "step": awaiting_extreme, "confirm_text": UNICODE * 50,
@@ -156,12 +157,69 @@ def contexts() -> dict[str, list[dict]]:
     }
 
 
+def new_template_contexts(run, awaiting, awaiting_extreme, many_steps, summary, unicode) -> dict[str, list[dict]]:
+    """The launcher, reject modal, App Home and reminder templates (bot.chat.slack.launcher/home/reminders)."""
+    from pathlib import Path
+
+    from bot.chat.slack import launcher
+    from bot.runbook.model import Param, Runbook
+
+    root = Path(__file__).resolve().parent.parent
+    shipped = launcher.catalogue(root / "runbooks")
+    wide = Runbook.model_validate({
+        "name": "wide", "description": unicode * 20,
+        "params": {f"p{i}": {"type": ["string", "int", "bool", "choice"][i % 4], "description": unicode * 30,
+                             **({"choices": [f"c{j}" + unicode for j in range(100)]} if i % 4 == 3 else {})}
+                   for i in range(40)},
+        "steps": [{"id": "a", "kind": "wait", "with": {"seconds": 1}}]})
+    many = {f"rb{i}": launcher.Choice(f"rb{i}" + "x" * 200, Path("/x"), wide) for i in range(100)}
+    many["broken"] = launcher.Choice("broken", Path("/x"), None, unicode * 100)
+    assert isinstance(wide.params["p0"], Param)
+    item = {"run": run, "step": awaiting, "link": "https://fake.slack.com/archives/C0OPS/p1700000001000100",
+            "mine": True, "expired": False}
+    far = {"run": run, "step": awaiting_extreme, "link": None, "mine": False, "expired": True}
+    return {
+        "launcher_form": [launcher.form_context(shipped, selected=None, channel="C0OPS"),
+                          launcher.form_context(shipped, selected="aws-ecs-to-do-app", channel=None),
+                          launcher.form_context(many, selected="rb1", channel=None),
+                          launcher.form_context(many, selected="broken", channel="C0OPS")],
+        "launcher_plan": [launcher.plan_context(phase="planning", runbook="demo", params={"env": "staging"},
+                                                channel="C0OPS"),
+                          launcher.plan_context(phase="ready", runbook="r" * 300, params={"p": unicode * 10},
+                                                channel=None, steps=run.steps + [awaiting_extreme] + many_steps,
+                                                preview="r-1"),
+                          launcher.plan_context(phase="started", runbook="demo", params={}, channel="C0OPS",
+                                                run_id="r-1"),
+                          launcher.plan_context(phase="refused", runbook="demo", params={}, channel="C0OPS",
+                                                error=unicode * 100)],
+        "reject_modal": [{"run": run, "step": awaiting, "metadata": json.dumps({"run": run.id, "step": awaiting.key})},
+                         {"run": run, "step": awaiting_extreme, "metadata": json.dumps({"run": "r" * 100})}],
+        "app_home": [{"user": "U0BOB", "waiting": [item], "runs": [item],
+                      "watches": [{"run_id": "r1", "line": "No change since summary #3: all 4 signals ok.",
+                                   "link": item["link"], "tick_no": 4}]},
+                     {"user": "U0BOB", "waiting": [far] * 100, "runs": [far] * 100,
+                      "watches": [{"run_id": "r" * 100, "line": unicode * 100, "link": None, "tick_no": 1}] * 100},
+                     {"user": "U0BOB", "waiting": [], "runs": [], "watches": []}],
+        "approval_reminder": [{"run": run, "step": awaiting, "mentions": ["<!subteam^S1|@platform-oncall>"],
+                               "kind": "reminder", "age": 600, "dm": False, "link": item["link"]},
+                              {"run": run, "step": awaiting_extreme, "mentions": [f"<@U{i:08d}>" for i in range(300)],
+                               "kind": "escalated", "age": 99999, "dm": True, "dm_count": 300, "link": None}],
+        "approval_expired": [{"run": run, "step": awaiting}, {"run": run, "step": awaiting_extreme}],
+        "alert_page": [{"run": run, "tick_no": 4, "pages": 2, "mentions": ["<!subteam^S1|@platform-oncall>"],
+                        "since": 1_790_000_000.0},
+                       {"run": run, "tick_no": 10**9, "pages": 999, "mentions": [f"<@U{i:08d}>" for i in range(300)],
+                        "since": 1_790_000_000.0}],
+    }
+
+
 def test_every_template_has_test_data():
     assert set(messages.template_names()) == set(contexts())
 
 
-def _check_blocks(blocks: list[dict]) -> None:
-    assert len(blocks) <= messages.MAX_BLOCKS
+def _check_blocks(blocks: list[dict], *, view: bool = False) -> None:
+    # Messages: 50 blocks and the undocumented aggregate limit (msg_blocks_too_long). Modals and the
+    # Home tab: 100 blocks, and no aggregate limit is documented (slack_sdk's View checks the rest).
+    assert len(blocks) <= (100 if view else messages.MAX_BLOCKS)
     for block in blocks:
         parsed = Block.parse(block)
         assert parsed is not None, block
@@ -172,7 +230,8 @@ def _check_blocks(blocks: list[dict]) -> None:
             if element.get("type") == "button":
                 assert len(element["value"]) <= messages.MAX_BUTTON_VALUE
                 json.loads(element["value"])
-    assert sum(len(json.dumps(b, ensure_ascii=False)) for b in blocks) <= messages.MAX_TOTAL + 1000
+    if not view:
+        assert sum(len(json.dumps(b, ensure_ascii=False)) for b in blocks) <= messages.MAX_TOTAL + 1000
 
 
 @pytest.mark.parametrize("name,index", [(n, i) for n, cs in contexts().items() for i in range(len(cs))])
@@ -181,7 +240,7 @@ def test_template_renders_valid_block_kit(name, index):
     if msg.view is not None:
         view = View(**msg.view)
         view.to_dict()  # validates title, private_metadata (3000) and blocks
-        _check_blocks(msg.view["blocks"])
+        _check_blocks(msg.view["blocks"], view=True)
         return
     assert msg.text.strip(), "every message has a plain-text fallback"
     assert len(msg.text) <= messages.MAX_TEXT
@@ -244,3 +303,33 @@ def test_table_chunks_fit_sections_and_keep_every_row():
     chunks = messages.table_chunks(ENV_MATRIX)
     assert all(len(c) <= 2900 for c in chunks)
     assert sum(c.count("\n") + 1 for c in chunks) == len(ENV_MATRIX) + 1  # rows + the rule line
+
+
+def test_cli_hints_become_slack_actions():
+    """Engine sentences name CLI commands; in Slack they become the slash command or the button."""
+    assert messages.slack_hints("re-plan the run (`runbook-bot replan r-1`) to get a fresh plan") == \
+        "re-plan the run (`/runbook replan r-1`) to get a fresh plan"
+    assert "runbook-bot" not in messages.slack_hints("decide it first (`runbook-bot resolve r-1 copy-db rollback`)")
+    failed = messages.render("run_finished", contexts()["run_finished"][0])
+    assert "runbook-bot" not in json.dumps(failed.blocks) and "/runbook rollback" not in json.dumps(failed.blocks)
+    buttons = [b["accessory"] for b in failed.blocks if b.get("accessory", {}).get("type") == "button"]
+    assert [b["action_id"] for b in buttons] == [Action.ROLLBACK.value]
+    refusal = messages.render("refusal", {"message": "expired 5m ago; re-plan the run (`runbook-bot replan r-1`)",
+                                          "code": "expired", "run_id": "r-1", "step_key": "switch-dns"})
+    assert "`/runbook replan r-1`" in json.dumps(refusal.blocks)
+    assert [e["action_id"] for b in refusal.blocks if b["type"] == "actions" for e in b["elements"]] == \
+        [Action.REREQUEST.value]
+
+
+@pytest.mark.parametrize("name", ["step", "notify", "say", "run_finished", "refusal"])
+def test_no_cli_hint_reaches_slack(name):
+    hint = "decide it first (`runbook-bot resolve r-1 copy-db rollback`) or `runbook-bot replan r-1`"
+    run = make_run(state="failed", error=hint)
+    ctx = {"step": {"run": run, "step": make_step(1, state="failed", error=hint), "progress": None},
+           "notify": {"run": run, "text": hint, "level": "error"}, "say": {"text": hint},
+           "run_finished": {"run": run},
+           "refusal": {"message": hint, "code": "interrupted", "run_id": "r-1", "step_key": None}}[name]
+    msg = messages.render(name, ctx)
+    shown = json.dumps({"text": msg.text, "blocks": msg.blocks}, ensure_ascii=False)
+    assert "runbook-bot" not in shown
+    assert "`/runbook replan r-1`" in shown and "*Rollback* button on step copy-db" in shown

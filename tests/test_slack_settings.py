@@ -91,12 +91,26 @@ def test_no_settings_means_not_present():
 def test_the_manifest_declares_what_the_bot_uses():
     import yaml
 
-    from bot.chat.slack.ids import COMMAND
+    from bot.chat.slack.ids import COMMAND, Shortcut
 
     manifest = yaml.safe_load((PROJECT_ROOT / "slack-manifest.yaml").read_text())
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
-        "commands", "chat:write", "files:write", "usergroups:read", "users:read", "users:read.email"}
+        "commands", "chat:write", "files:write", "usergroups:read", "users:read", "users:read.email", "im:write"}
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == [COMMAND]
+    # the launcher's global shortcut and the App Home the listeners serve
+    assert [(s["type"], s["callback_id"]) for s in manifest["features"]["shortcuts"]] == [("global", Shortcut.LAUNCH.value)]
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+
+
+def test_the_alert_repage_interval_is_a_duration_checked_at_start_up():
+    env = {"SLACK_BOT_TOKEN": "xoxb-1-2-abc", "SLACK_SIGNING_SECRET": "0123456789abcdef0123456789abcdef"}
+    assert load({**env, "RUNBOOK_BOT_ALERT_REPAGE": "10m"}, http=True).alert_repage == 600
+    assert load(env, http=True).alert_repage == 300
+    for bad in ("soon", "5s"):
+        with pytest.raises(SettingsError) as caught:
+            load({**env, "RUNBOOK_BOT_ALERT_REPAGE": bad}, http=True)
+        assert caught.value.problems[0].startswith("RUNBOOK_BOT_ALERT_REPAGE is malformed")

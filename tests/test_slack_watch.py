@@ -4,6 +4,7 @@ probe against a local HTTP server and the real watch service."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -70,6 +71,15 @@ def test_watch_start_now_alert_rollback_chart_stop(watched):
     summary = wait_for(lambda: [m for m in fake.messages.values() if "Watch summary #1" in (m["text"] or "")],
                        message="summary in the thread")[0]
     assert summary["thread_ts"] and "🟢" in summary["text"]
+    assert summary["blocks"][0]["text"]["text"].startswith("🟢 *First summary:")
+    # the App Home lists the running watch with that line, from memory and, after a restart, from the store
+    bot.home.start().opened("U0ALICE")
+    home = wait_for(lambda: [c.payload["view"] for c in fake.calls_to("views.publish")
+                             if "First summary" in json.dumps(c.payload["view"], ensure_ascii=False)], message="home")
+    assert f"run `{run_id}` · #1: First summary" in json.dumps(home[-1], ensure_ascii=False)
+    bot.home.summaries.clear()
+    rebuilt = bot.home.rows("U0ALICE")["watches"]
+    assert [w["line"] for w in rebuilt] == ["#1: First summary: 1 signal(s), 1 ok."]
 
     # the site starts failing: the next tick breaches and alerts the on-call with a Roll back button
     site.clear()
@@ -82,8 +92,23 @@ def test_watch_start_now_alert_rollback_chart_stop(watched):
     assert f"<!subteam^{group_id}|@platform-oncall>" in alert["text"]  # a mention that notifies the group
     broadcast = [c for c in fake.calls_to("chat.postMessage") if "Watch breach" in c.payload.get("text", "")]
     assert broadcast[0].payload.get("reply_broadcast") is True
-    button = next(e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"])
-    assert button["action_id"] == "run_rollback" and json.loads(button["value"]) == {"run": run_id}
+    buttons = {e["action_id"]: e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]}
+    assert set(buttons) == {"alert_ack", "run_rollback"}
+    button = buttons["run_rollback"]
+    assert json.loads(button["value"]) == {"run": run_id}
+    # the summary before it says in words what changed; the alert does not repeat its table, and
+    # carries the chart itself
+    second = next(m for m in fake.messages.values() if "Watch summary #2" in (m["text"] or ""))
+    assert "Changed since summary #1:" in second["blocks"][0]["text"]["text"]
+    assert "ok → breach" in second["blocks"][0]["text"]["text"]
+    alert_text = json.dumps(alert["blocks"], ensure_ascii=False)
+    assert "Crossed:" in alert_text and "full table is in summary #2" in alert_text and "chart attached" in alert_text
+    assert sum(1 for b in alert["blocks"] if b["type"] == "section" and "🔴 *" in b["text"]["text"]) == 0
+    # the breach is paged again until acknowledged: the on-demand tick told the pager too
+    pages = bot.reminders.tick(now=time.time() + bot.reminders.alert_repeat + 1)
+    assert [p["kind"] for p in pages] == ["page"]
+    charts = [f for f in fake.files.values() if (f.get("name") or "").endswith(".png") and "alert" in f["name"]]
+    assert charts and charts[0]["content"].startswith(b"\x89PNG")
 
     before = len(fake.calls_to("response_url"))
     post(url, interactive_body(click_payload({**button, "block_id": "alert"}, user="U0BOB",
@@ -98,5 +123,7 @@ def test_watch_start_now_alert_rollback_chart_stop(watched):
     assert upload.raw.startswith("\ufffdPNG") or "PNG" in upload.raw[:8]
 
     assert "Stopped the watch" in command(f"watch {run_id} stop")
+    # once the watch is over, its unacknowledged breach stops paging
+    assert bot.reminders.tick(now=time.time() + 10 * bot.reminders.alert_repeat) == []
     assert "has no active watch" in command(f"watch {run_id} stop")
     assert "has no active watch" in command(f"watch {run_id} now")

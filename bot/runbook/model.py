@@ -137,6 +137,16 @@ class ApprovalPolicy(Strict):
     allow_self: bool = False
     confirm_text: str | None = Field(None, description="Text the approver must type, e.g. production")
     expires_after: Duration | None = Field(None, description="An approval request older than this is refused")
+    remind_every: Duration | None = Field(None, description="Remind the approvers this often while it waits")
+    escalate_after: Duration | None = Field(None, description="Then also ask `escalate_to`, once, this long after")
+    escalate_to: list[str] = Field(default_factory=list, description="The second group: ids, @groups, emails")
+    notify: Literal["mention", "dm"] = Field("mention", description="Remind by a mention in the thread, or by DM")
+
+    @model_validator(mode="after")
+    def _escalation(self) -> ApprovalPolicy:
+        if self.escalate_after is not None and not self.escalate_to:
+            raise ValueError("escalate_after needs escalate_to (whom to escalate to)")
+        return self
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> ApprovalPolicy:
@@ -156,6 +166,10 @@ class StepApproval(Strict):
     allow_self: bool | None = None
     confirm_text: str | None = None
     expires_after: Duration | None = None
+    remind_every: Duration | None = None
+    escalate_after: Duration | None = None
+    escalate_to: list[str] | None = None
+    notify: Literal["mention", "dm"] | None = None
 
 
 class Retries(Strict):

@@ -224,20 +224,44 @@ def _tick(store: Any, run_id: str, channel: Any, *, now: float, on_demand: bool,
                      (tables.dumps(result.baselines) if result.baselines is not None else None,
                       tables.dumps(carry), tables.dumps(breached), run_id))
     history = _history(store, run_id)
-    chart = chart_png(store, run_id) if claimed["final"] else None
+    previous, previous_tick = _previous_states(store, run_id, tick_no)
+    chart = chart_png(store, run_id) if claimed["final"] or new_breaches else None
     summary = build_summary(run_id=run_id, tick_no=tick_no, at=now, gap_seconds=claimed["gap_seconds"],
                             final=claimed["final"], readings=result.readings, history=history, every=spec.every,
-                            until=claimed["until"], chart_png=chart)
+                            until=claimed["until"], chart_png=chart, previous=previous, previous_tick=previous_tick)
     summary["calls"] = result.calls
     alert = None
     if new_breaches:
         alert = build_alert(summary, signals, on_call=spec.on_call)
         alert["new_breaches"] = new_breaches
+        alert["chart_png"] = chart  # the alert carries the chart too: people act on the alert, not the summary
     view = view_fn(run_id)
     channel.post_summary(view, summary)
     if alert is not None:
         channel.post_alert(view, alert)
     return summary
+
+
+def _previous_states(store: Any, run_id: str, tick_no: int) -> tuple[dict[str, str], int | None]:
+    """Each signal's state at the last tick before `tick_no`, and that tick's number."""
+    earlier = [s for s in tables.samples(store, run_id) if s["tick_no"] < tick_no]
+    if not earlier:
+        return {}, None
+    last = max(s["tick_no"] for s in earlier)
+    return {s["signal"]: s["state"] for s in earlier if s["tick_no"] == last}, last
+
+
+def last_headline(store: Any, run_id: str) -> str | None:
+    """The first line of the watch's latest summary, rebuilt from the stored samples (None before any)."""
+    from bot.watch.summary import change_headline
+
+    rows = tables.samples(store, run_id)
+    if not rows:
+        return None
+    last = max(r["tick_no"] for r in rows)
+    previous, previous_tick = _previous_states(store, run_id, last)
+    signals = [{"label": r["signal"], "state": r["state"]} for r in rows if r["tick_no"] == last]
+    return f"#{last}: " + change_headline(signals, previous, previous_tick)
 
 
 def _history(store: Any, run_id: str) -> dict[str, list[float | None]]:

@@ -41,9 +41,37 @@ def sparkline(values: list[float | None], width: int = SPARK_WIDTH) -> str:
     return "".join(out)
 
 
+def change_headline(signals: list[dict[str, Any]], previous: dict[str, str] | None,
+                    previous_tick: int | None) -> str:
+    """The summary's first line, in words: did anything change since the last summary?
+
+    >>> change_headline([{"label": "probe", "state": "ok"}], {"probe": "ok"}, 3)
+    'No change since summary #3: the 1 signal is ok.'
+    >>> change_headline([{"label": "probe", "state": "breach"}], {"probe": "ok"}, 3)
+    'Changed since summary #3: probe ok → breach.'
+    """
+    states = [s["state"] for s in signals]
+    if not previous or previous_tick is None:
+        counts = ", ".join(f"{states.count(k)} {k}" for k in ("breach", "warn", "ok") if states.count(k))
+        return f"First summary: {len(signals)} signal(s), {counts or 'none read'}."
+    moved = [f"{s['label']} {previous[s['label']]} → {s['state']}" for s in signals
+             if s["label"] in previous and previous[s["label"]] != s["state"]]
+    new = [f"{s['label']} (new, {s['state']})" for s in signals if s["label"] not in previous]
+    if moved or new:
+        return f"Changed since summary #{previous_tick}: " + "; ".join(moved + new) + "."
+    same = worst(states) if states else "ok"
+    if len(set(states)) <= 1:
+        what = f"the {len(signals)} signal is {same}" if len(signals) == 1 else f"all {len(signals)} signals {same}"
+    else:
+        what = ", ".join(f"{states.count(k)} {k}" for k in ("breach", "warn", "ok") if states.count(k))
+    return f"No change since summary #{previous_tick}: {what}."
+
+
 def build_summary(*, run_id: str, tick_no: int, at: float, gap_seconds: float | None, final: bool,
                   readings: list[Reading], history: dict[str, list[float | None]], every: float,
-                  until: float, chart_png: bytes | None = None) -> dict[str, Any]:
+                  until: float, chart_png: bytes | None = None, previous: dict[str, str] | None = None,
+                  previous_tick: int | None = None) -> dict[str, Any]:
+    """`previous`: each signal's state at `previous_tick`, the last summary (None for the first)."""
     signals = []
     for reading in readings:
         signals.append({
@@ -67,6 +95,7 @@ def build_summary(*, run_id: str, tick_no: int, at: float, gap_seconds: float | 
         "signals": signals,
         "every": every,
         "ends_at": until,
+        "headline": change_headline(signals, previous, previous_tick),
     }
     if final:
         summary["chart_png"] = chart_png

@@ -31,9 +31,11 @@ from bot import config
 from bot.chat.slack import listeners
 from bot.chat.slack.channel import SlackChannel
 from bot.chat.slack.directory import SlackDirectory
+from bot.chat.slack.home import HomeChannel, HomePublisher, ThreadLinks
 from bot.chat.slack.service import SlackService
 from bot.chat.slack.settings import SlackSettings
 from bot.chat.slack.web import OutboxWorker, Poster, make_client
+from bot.engine.channel import FanoutChannel
 from bot.engine.runner import Runner
 from bot.engine.store import Store
 from bot.watch.scheduler import WatchScheduler
@@ -163,6 +165,8 @@ class SlackBot:
     app: App
     outbox: OutboxWorker
     gate: AckGate | None = None
+    home: HomePublisher | None = None
+    reminders: Any = None  # bot.chat.slack.reminders.Reminders once serving
     watch_scheduler: Any = None  # bot.watch.scheduler.WatchScheduler once serving
     socket: Any = None  # SocketModeRunner when serving over Socket Mode
     _closed: threading.Event = field(default_factory=threading.Event)
@@ -192,8 +196,13 @@ class SlackBot:
             self.outbox.start()
         if getattr(self, "_reaper_stop", None) is None:  # steps of dead processes become interrupted while we serve
             self._reaper_stop = self.runner.start_reaper()
+        if self.home is not None:
+            self.home.start()
+        if self.reminders is not None:
+            self.reminders.start()
         if watches and self.watch_scheduler is None:
-            self.watch_scheduler = WatchScheduler(self.store, self.channel, run_view=self.runner.view)
+            # the engine's channel: summaries and alerts reach the thread, the App Home and the breach pager
+            self.watch_scheduler = WatchScheduler(self.store, self.runner.channel, run_view=self.runner.view)
             self.watch_scheduler.start()
 
     def close(self, *, wait_for_steps: bool = True) -> None:
@@ -210,11 +219,15 @@ class SlackBot:
         if self.watch_scheduler is not None:
             self.watch_scheduler.shutdown()
         self.outbox.stop()
+        if self.reminders is not None:
+            self.reminders.close()
         self.work.shutdown(wait=True, cancel_futures=False)
         if wait_for_steps:
             self.runner.shutdown()
         self.channel.drain(timeout=15)
         self.channel.close()
+        if self.home is not None:
+            self.home.close()
 
 
 def build(settings: SlackSettings, *, store: Store | None = None, runner_workers: int = 8) -> SlackBot:
@@ -224,11 +237,24 @@ def build(settings: SlackSettings, *, store: Store | None = None, runner_workers
     directory = SlackDirectory(client)
     gate = AckGate()
     channel = SlackChannel(poster, default_channel=settings.default_channel, directory=directory, gate=gate)
-    runner = Runner(store, channel, directory=directory, background=True, max_workers=runner_workers)
+    runner: Runner | None = None
+    home = HomePublisher(client, store, lambda run_id: runner.view(run_id), directory=directory, gate=gate,
+                         thread_link=ThreadLinks(client, poster))
+    # The engine tells both: the run's thread, and the App Home of the people the run concerns.
+    fanout = FanoutChannel(channel, HomeChannel(home))
+    runner = Runner(store, fanout, directory=directory, background=True, max_workers=runner_workers)
     service = SlackService(runner=runner, store=store, poster=poster, channel=channel)
+    service.home = home
+    # A run's thread exists only once its header is posted (on the sender thread): the Home gets the link then.
+    poster.on_posted = lambda run_id, name, _channel, _ts: home.thread_started(run_id) if name == "header" else None
+    from bot.chat.slack.reminders import Reminders
+
+    reminders = Reminders(service, directory=directory, alert_repeat=settings.alert_repage)
+    service.reminders = reminders
+    fanout.channels = (*fanout.channels, reminders)  # watch alerts page on-call until acknowledged
     work = WorkPool(WORK_WORKERS, gate=gate, thread_name_prefix="slack-work")
     app = build_app(client=client, signing_secret=settings.signing_secret if not settings.socket_mode else None,
                     service=service, work=work, gate=gate)
     return SlackBot(settings=settings, store=store, client=client, poster=poster, channel=channel,
                     directory=directory, runner=runner, service=service, work=work, app=app,
-                    outbox=OutboxWorker(poster), gate=gate)
+                    outbox=OutboxWorker(poster), gate=gate, home=home, reminders=reminders)

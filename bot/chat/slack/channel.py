@@ -56,6 +56,7 @@ class SlackChannel:
             OrderedDict()
         self._last_progress: dict[tuple[str, str], float] = {}
         self._uploaded: dict[tuple[str, str], str] = {}
+        self._versions: dict[tuple[str, str], float] = {}  # message -> `updated_at` of the newest view queued
         self._runs: dict[str, Any] = {}          # the newest view of each run, for its header
         self._delays: dict[str, float] = {}      # run id -> seconds its messages waited for Slack
         if poster.on_recovered is None:
@@ -161,6 +162,8 @@ class SlackChannel:
 
     def channel_for(self, run: Any) -> str | None:
         chat = getattr(run, "chat", None) or {}
+        if chat.get("quiet"):
+            return None  # the launcher's dry run: its plans are shown in the modal, not in a thread
         return chat.get("channel") or self.default_channel
 
     def _step(self, run: Any, step: Any, progress: Any = None) -> None:
@@ -181,11 +184,21 @@ class SlackChannel:
         the newest version when its turn comes (a burst of progress renders once)."""
         channel = self.channel_for(run)
         if channel is None:
+            if (getattr(run, "chat", None) or {}).get("quiet"):
+                return
             log.warning("run %s has no Slack channel (started outside Slack, SLACK_CHANNEL unset);"
                         " not posting %s", run.id, name)
             return
         key = (run.id, name)
+        version = getattr(run, "updated_at", None)
         with self._lock:
+            # Views are built by the engine's threads; one built before a later transition can arrive
+            # after it (a slow telling racing a resume). Never let an older view overwrite a newer one.
+            newest = self._versions.get(key)
+            if version is not None and newest is not None and version < newest:
+                return
+            if version is not None:
+                self._versions[key] = version
             scheduled = key in self._latest
             self._latest[key] = (channel, thread, msg)
         if not scheduled:

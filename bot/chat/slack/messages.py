@@ -154,6 +154,38 @@ def table_chunks(rows: Any, limit: int = 2900, cell: int = 48) -> list[str]:
     return chunks
 
 
+_CLI_HINT = re.compile(r"`?runbook-bot (\w+)((?: [\w.:-]+)*)`?")
+_SLASH = ("plan", "run", "status", "abort", "rollback", "replan", "watch", "list", "help")
+
+
+def slack_hints(text: Any) -> str:
+    """CLI hints in engine sentences become what does the same in Slack.
+
+    >>> slack_hints("re-plan it (`runbook-bot replan r-1`)")
+    're-plan it (`/runbook replan r-1`)'
+    >>> slack_hints("(`runbook-bot resolve r-1 copy-db rollback` rolls back)")
+    "(the *Rollback* button on step copy-db's message rolls back)"
+    """
+    def swap(match: re.Match[str]) -> str:
+        sub, rest = match.group(1), match.group(2)
+        if sub in _SLASH:
+            return f"`/runbook {sub}{rest}`"
+        if sub == "resolve":
+            args = rest.split()
+            step, choice = (args[1], args[2]) if len(args) >= 3 else ("the", "Verify/Retry/Skip/Rollback")
+            return f"the *{choice.capitalize()}* button on step {step}'s message"
+        if sub in ("approve", "reject"):
+            return "the Approve / Reject buttons on the step's message"
+        return match.group(0)
+
+    return _CLI_HINT.sub(swap, str(text))
+
+
+def join_prefixed(items: Any, prefix: str) -> str:
+    """Each item on its own line after `prefix` (`"\n⚠️ "`): nothing at all for no items."""
+    return "".join(prefix + str(item) for item in items or [])
+
+
 def button_value(**fields: Any) -> str:
     value = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     if len(value) > MAX_BUTTON_VALUE:
@@ -175,7 +207,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(j=_j, esc=esc, trunc=trunc, date=slack_date, duration=duration, user=user,
                        approver=approver, table_chunks=table_chunks,
-                       mention_ids=mention_ids)
+                       mention_ids=mention_ids, join_prefixed=join_prefixed, slack_hints=slack_hints)
     env.globals.update(emoji=lambda state: STATE_EMOJI.get(str(state), "▫️"), button_value=button_value,
                        MAX_SECTION=MAX_SECTION)
     from bot.chat.slack import ids
@@ -196,7 +228,7 @@ def render(name: str, context: dict[str, Any]) -> Message:
     except json.JSONDecodeError as exc:  # a template bug: say which template and where
         raise ValueError(f"template slack/{name}.json.j2 rendered invalid JSON: {exc}") from exc
     data = secrets.redact_obj(data)
-    if data.get("type") == "modal":
+    if data.get("type") in ("modal", "home"):  # a view (views.open/update/publish), not a message
         return Message(text="", blocks=data.get("blocks", []), view=data)
     return fit(data.get("text") or "", data.get("blocks") or [])
 

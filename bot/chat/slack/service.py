@@ -44,10 +44,11 @@ USAGE = {
     "status": "/runbook status [RUN]",
     "abort": "/runbook abort RUN",
     "rollback": "/runbook rollback RUN",
+    "replan": "/runbook replan RUN",
     "watch": "/runbook watch RUN start|stop|now|chart",
 }
-FULL_USAGE = "/runbook help | list | plan NAME k=v ... | run NAME k=v ... | status [RUN] | abort RUN | rollback RUN" \
-             " | watch RUN start|stop|now|chart"
+FULL_USAGE = "/runbook help | list | plan NAME k=v ... | run [NAME k=v ...] | status [RUN] | abort RUN | rollback RUN" \
+             " | replan RUN | watch RUN start|stop|now|chart"
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 WATCH_ACTIONS = ("start", "stop", "now", "chart")
 
@@ -83,6 +84,9 @@ class SlackService:
         self.poster = poster
         self.channel = channel
         self.runbooks_dir = runbooks_dir
+
+    def default_channel(self) -> str | None:
+        return getattr(self.channel, "default_channel", None)
 
     # -- answering one person ---------------------------------------------------------------------
 
@@ -160,11 +164,11 @@ class SlackService:
             else:
                 runs = [self.runner.view(r["id"]) for r in self.store.list_runs(states=("running", "rolling_back"))]
             self.ephemeral(msg=messages.render("run_status", {"runs": runs}), **where)
-        elif sub in ("abort", "rollback"):
+        elif sub in ("abort", "rollback", "replan"):
             if len(args) != 1:
                 raise UsageError(f"`{sub}` takes one run id", usage)
             run = self._view(args[0], usage)
-            action = self.runner.abort if sub == "abort" else self.runner.rollback
+            action = {"abort": self.runner.abort, "rollback": self.runner.rollback, "replan": self.runner.replan}[sub]
             decision = action(run.id, user=user, front_end=FRONT_END)
             if decision.ok:
                 self._say(decision.message, **where)
@@ -223,7 +227,8 @@ class SlackService:
                 self._say(f"Stopped the watch of run {run.id}." if stopped else f"Run {run.id} has no active watch.",
                           **where)
             elif action == "now":
-                watch.tick_now(self.store, run.id, self.channel, run_view=self.runner.view)
+                # the engine's channel: the thread, and also the App Home and the breach pager
+                watch.tick_now(self.store, run.id, self.runner.channel, run_view=self.runner.view)
                 self._say(f"Posted a watch summary in the thread of run {run.id}.", **where)
             else:
                 png = watch.chart_png(self.store, run.id)
@@ -268,10 +273,11 @@ class SlackService:
                                 step_key=step_key, response_url=response_url, plan_digest=plan_digest)
         return bool(decision is not None and decision.ok)
 
-    def reject(self, *, user: str, channel: str | None, run_id: str, step_key: str,
+    def reject(self, *, user: str, channel: str | None, run_id: str, step_key: str, reason: str = "",
                response_url: str | None = None) -> Any:
+        """`reason`: what the reject modal asked for; recorded with the decision and shown in the thread."""
         return self._decide(self.runner.reject, user=user, channel=channel, run_id=run_id, step_key=step_key,
-                            response_url=response_url, reason="rejected in Slack")
+                            response_url=response_url, reason=reason or "rejected in Slack (no reason given)")
 
     def resolve(self, *, user: str, channel: str | None, run_id: str, step_key: str, action: str,
                 response_url: str | None = None) -> Any:
@@ -311,6 +317,63 @@ class SlackService:
             # The engine has written the audit event; the clicker learns why, privately.
             self._refusal(decision, run_id, step_key, **where)
         return decision
+
+    def rerequest(self, *, user: str, channel: str | None, run_id: str, step_key: str,
+                  response_url: str | None = None) -> Any:
+        """An expired approval's Re-request: the step's approvers or the run's starter plan it afresh
+        (`Runner.replan`: waiting steps go back to pending, old approvals never count again)."""
+        where = {"user": user, "channel": channel, "response_url": response_url}
+        readable = isinstance(run_id, str) and isinstance(step_key, str)
+        run, step, _ = self.confirm_text(run_id, step_key) if readable else (None, None, None)
+        allowed = self.may_decide(run, step, user)
+        if step is None or step.state != "awaiting_approval" or not allowed:
+            code = "not_allowed" if step is not None and step.state == "awaiting_approval" else "not_awaiting"
+            message = (f"{user} may not re-request {step_key}: only its approvers or the person who started the run"
+                       if code == "not_allowed" else f"{step_key} is not waiting for approval any more")
+            if run is not None:
+                self.record_refusal(user=user, run_id=run.id, step_key=step_key, code=code, message=message)
+            self._say(message if run is not None else f"There is no run {str(run_id)[:40]}; nothing was recorded.",
+                      **where)
+            return None
+        decision = self.runner.replan(run.id, user=user, front_end=FRONT_END)
+        if decision.ok:
+            self._say(f"Re-requested: {step_key} is planned afresh and asks its approvers again.", **where)
+        else:
+            self._refusal(decision, run.id, step_key, **where)
+        return decision
+
+    def may_decide(self, run: Any, step: Any, user: str) -> bool:
+        """May `user` reject or re-request this step: its approvers, or the person who started the run
+        (the engine's rule for reject; checked here too so nobody types a reason only to be refused)."""
+        if run is None or step is None:
+            return False
+        policy = step.approval_policy or {}
+        if user == run.started_by:
+            return True
+        try:
+            return any(self.runner.directory.matches(user, a) for a in policy.get("approvers") or [])
+        except DirectoryUnavailable:
+            return True  # cannot tell now: let the engine decide when the reason is submitted
+
+    def acknowledge_alert(self, *, user: str, channel: str | None, run_id: str, tick_no: Any,
+                          response_url: str | None = None) -> None:
+        where = {"user": user, "channel": channel, "response_url": response_url}
+        reminders = getattr(self, "reminders", None)
+        if reminders is None or tick_no is None or not isinstance(run_id, str):
+            self._say("This alert cannot be acknowledged here.", **where)
+            return
+        try:
+            tick = int(tick_no)
+        except (TypeError, ValueError):
+            self._say("This alert button is damaged; nothing was recorded.", **where)
+            return
+        earlier = reminders.acknowledge(run_id, tick, user=user)
+        if earlier is None:
+            self.channel.notify(self.runner.view(run_id), f"{user} acknowledged the watch breach (tick {tick_no});"
+                                " on-call is no longer paged for it.", "info")
+            self._say("Acknowledged: on-call is no longer paged for this breach.", **where)
+        else:
+            self._say(f"Already acknowledged by {earlier}.", **where)
 
     def confirm_text(self, run_id: str, step_key: str) -> tuple[Any, Any, str | None]:
         """The run, the step and the text its approver must type (None: no confirmation needed)."""

@@ -40,6 +40,7 @@ class SlackSettings:
     app_token: str | None  # set: Socket Mode
     api_url: str | None  # SLACK_API_URL: another Web API base (tests, proxies); None = slack.com
     default_channel: str | None  # SLACK_CHANNEL: where runs started outside Slack are posted
+    alert_repage: float = 300.0  # RUNBOOK_BOT_ALERT_REPAGE: page on-call again this often until acknowledged
 
     @property
     def socket_mode(self) -> bool:
@@ -102,6 +103,18 @@ def load(env: Mapping[str, str] | None = None, *, http: bool) -> SlackSettings:
         problems.append(f"SLACK_CHANNEL is malformed: expected a channel id like C0123ABCD, got {channel!r}"
                         " (a channel id, not its #name)")
 
+    alert_repage = 300.0
+    raw_repage = env.get("RUNBOOK_BOT_ALERT_REPAGE") or None
+    if raw_repage is not None:
+        from bot.runbook.model import parse_duration
+
+        try:
+            alert_repage = parse_duration(raw_repage)
+            if alert_repage < 30:
+                raise ValueError("at least 30s: Slack rate-limits posts, and people need time to react")
+        except ValueError as exc:
+            problems.append(f"RUNBOOK_BOT_ALERT_REPAGE is malformed: {exc} (e.g. 5m)")
+
     if problems:
         raise SettingsError(problems)
     assert bot_token is not None
@@ -111,4 +124,5 @@ def load(env: Mapping[str, str] | None = None, *, http: bool) -> SlackSettings:
         app_token=None if http else app_token,
         api_url=api_url,
         default_channel=channel,
+        alert_repage=alert_repage,
     )

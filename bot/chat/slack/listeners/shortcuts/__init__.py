@@ -1,0 +1,1 @@
+"""Global shortcuts (the lightning-bolt menu)."""
