@@ -349,3 +349,18 @@ def test_abort_stops_a_blocking_step(tmp_path, store):
     assert view.steps[0].state == "failed" and "aborted" in view.steps[0].error
     assert store.lock_holders() == {}
     runner.shutdown()
+
+
+def test_the_same_runner_sees_a_same_size_edit_of_its_runbook(tmp_path, store):
+    """The runner keeps each runbook's digest between moves (hashing per move made cost grow with the
+    runbook); an edit that keeps the size, made while the runner holds the digest, is still refused."""
+    path = touch_runbook(tmp_path)
+    runner = Runner(store)
+    run = runner.start(path, {}, started_by="dave", front_end="console")
+    assert runner.view(run.id).steps[0].state == "awaiting_approval"
+    before = path.stat().st_size
+    path.write_text(path.read_text().replace('line: "one"', 'line: "uno"'))
+    assert path.stat().st_size == before
+    decision = runner.approve(run.id, "first", user="alice", front_end="console")
+    assert decision.code == "runbook_changed" and "changed on disk" in decision.message
+    assert lines(tmp_path) == []

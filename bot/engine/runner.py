@@ -24,6 +24,7 @@ runner's own thread pool so a Slack listener returns at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -141,6 +142,7 @@ class Runner:
         self._drive_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._runbooks: dict[tuple[str, str], LoadedRunbook] = {}
+        self._digests: dict[str, tuple[tuple[int, ...], str]] = {}  # path -> (stat stamp, sha256)
         self._rows = StepRows(store)  # flat cost per transition: only changed rows are read again
         self._views: dict[tuple[str, str], tuple[Any, list[StepView]]] = {}  # (change mark, views in order)
 
@@ -553,12 +555,9 @@ class Runner:
         cached = self._runbooks.get(key)
         path = Path(run["runbook_path"])
         try:
-            text = path.read_text(encoding="utf-8")
+            digest = self._file_digest(path)
         except FileNotFoundError:
             raise RunbookChanged(f"run {run['id']}: its runbook {path} is gone; refusing to go on") from None
-        import hashlib
-
-        digest = hashlib.sha256(text.encode()).hexdigest()
         if digest != run["runbook_sha256"]:
             raise RunbookChanged(
                 f"run {run['id']}: {path} changed on disk since the run started (sha256 {run['runbook_sha256'][:12]} "
@@ -571,6 +570,23 @@ class Runner:
                 raise RunbookChanged(f"run {run['id']}: its runbook no longer loads:\n{exc}") from None
             self._runbooks[key] = cached
         return cached
+
+    def _file_digest(self, path: Path) -> str:
+        """SHA-256 of the file, re-read only when its identity or change time moved.
+
+        Every move of a run checks its runbook on disk; hashing the whole file each time made the cost
+        per step grow with the runbook. Any write to the file moves `st_ctime_ns`, which no tool can set
+        back (unlike the modification time), so an unchanged stat means unchanged content.
+        """
+        st = path.stat()
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        known = self._digests.get(str(path))
+        if known is not None and known[0] == stamp:
+            return known[1]
+        # as the loader hashes it: the text (universal newlines), UTF-8 encoded
+        digest = hashlib.sha256(path.read_text(encoding="utf-8").encode()).hexdigest()
+        self._digests[str(path)] = (stamp, digest)
+        return digest
 
     def _runbook_quiet(self, run: dict[str, Any]) -> LoadedRunbook | None:
         try:
