@@ -10,7 +10,8 @@ and its result. The run's end, notices and watch summaries are further replies; 
 also broadcast to the channel.
 
 Calls from the engine never wait on Slack, nor on rendering: each hands the view (a snapshot the
-engine builds per call) to one sender thread, which keeps the order of posts, renders a message
+engine builds per call) to the run's sender lane (`bot.chat.slack.lanes`): a run's posts keep their
+order, while one run waiting out a rate limit holds up no other run. A lane renders a message
 when its turn comes and, when Slack is slow or rate-limits us, sends only the newest version of
 each message. Posts that fail after retries go to
 the outbox (see `bot.chat.slack.web`). Progress edits are throttled to one a second per step.
@@ -25,10 +26,10 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from bot.chat.slack import messages
+from bot.chat.slack.lanes import Lanes
 from bot.chat.slack.web import Poster
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class SlackChannel:
         self.default_channel = default_channel
         self.clock = clock
         self.progress_interval = progress_interval
-        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slack-send")
+        self._lanes = Lanes()  # one ordered lane per run: a run's 429 back-off holds up no other run
         self._lock = threading.Lock()
         self._latest: OrderedDict[tuple[str, str], tuple[str, str | None, Callable[[], messages.Message]]] = \
             OrderedDict()
@@ -85,7 +86,7 @@ class SlackChannel:
         channel = self.channel_for(run)
         if channel is not None:
             # Resolving group mentions may call Slack; do it on the sender thread, not the engine's.
-            self._sender.submit(self._ask_approvers, run, step, channel)
+            self._lanes.submit(run.id, self._ask_approvers, run, step, channel)
 
     def _ask_approvers(self, run: Any, step: Any, channel: str) -> None:
         policy = step.approval_policy or {}
@@ -202,9 +203,9 @@ class SlackChannel:
             scheduled = key in self._latest
             self._latest[key] = (channel, thread, msg)
         if not scheduled:
-            self._sender.submit(self._send, key, broadcast, chart)
+            self._lanes.submit(run.id, self._send, key, broadcast, chart)
         elif chart is not None:
-            self._sender.submit(self._upload_chart, run.id, name, channel, chart)
+            self._lanes.submit(run.id, self._upload_chart, run.id, name, channel, chart)
 
     def _send(self, key: tuple[str, str], broadcast: bool, chart: bytes | None) -> None:
         if self.gate is not None:
@@ -247,14 +248,13 @@ class SlackChannel:
         channel = self.channel_for(run)
         if channel is None:
             return
-        self._sender.submit(lambda: self.poster.send("files.upload_v2", channel=channel,
-                                                     thread_ts=self._thread_ts(run.id), content=content,
-                                                     filename=filename, title=title)).result(timeout=60)
+        self._lanes.submit(run.id, lambda: self.poster.send("files.upload_v2", channel=channel,
+                                                            thread_ts=self._thread_ts(run.id), content=content,
+                                                            filename=filename, title=title)).result(timeout=60)
 
     def drain(self, timeout: float = 10.0) -> None:
         """Wait until everything handed to the sender so far has been sent (tests, shutdown)."""
-        future: Future[None] = self._sender.submit(lambda: None)
-        future.result(timeout=timeout)
+        self._lanes.drain(timeout=timeout)
 
     def close(self) -> None:
-        self._sender.shutdown(wait=True)
+        self._lanes.close()

@@ -129,15 +129,20 @@ class Poster:
         ts at send time, so a reply queued while the header itself waits in the outbox still lands
         in the thread.
         """
+        body = {"channel": channel, "thread": thread, **content}
         with self._lock:
             if self._run_pending(run_id):
                 # Keep order: a run lives in one thread, and nothing overtakes what its thread has queued.
-                self._enqueue(run_id, name, "message", {"channel": channel, "thread": thread, **content})
+                self._enqueue(run_id, name, "message", body)
                 return None
-            try:
-                return self._send_message(run_id, name, {"channel": channel, "thread": thread, **content})
-            except (SlackApiError, SlackClientError, URLError, OSError) as exc:
-                return self._failed(run_id, name, "message", {"channel": channel, "thread": thread, **content}, exc)
+        # The call itself (with the client's retries, which sleep through a 429's Retry-After) runs
+        # outside the lock: a run's posts come one at a time from its own sender lane, and another
+        # run's thread must not wait behind this one's back-off.
+        try:
+            return self._send_message(run_id, name, body)
+        except (SlackApiError, SlackClientError, URLError, OSError) as exc:
+            with self._lock:
+                return self._failed(run_id, name, "message", body, exc)
 
     def send(self, method: str, *, run_id: str = "", name: str = "", **payload: Any) -> Any:
         """Any other call (ephemeral, file upload): retried by the client; on failure queued when it
