@@ -8,35 +8,19 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from bot.chat.slack.app import build
-from bot.chat.slack.server import EVENTS_PATH, HttpServer
-from bot.chat.slack.settings import load
+from bot.chat.slack.server import EVENTS_PATH
 from tests.fixtures.slack import wait_for
 from tests.slack_requests import click_payload, command_body, interactive_body, post, view_payload
-
-
-@pytest.fixture
-def served(slack_env, demo_runbooks):
-    fake = slack_env
-    fake.add_group("platform-oncall", ["U0ALICE", "U0BOB", "U0CAROL"])
-    bot = build(load(http=True))
-    server = HttpServer(bot).start()
-    yield bot, server, fake
-    server.stop()
-    bot.close()
+from tests.test_slack_http import _step_message, served  # noqa: F401 -- the same served bot and step lookup
 
 
 def _approve_button(fake, step_id):
-    for m in list(fake.messages.values()):
-        if m.get("thread_ts") and f"step `{step_id}`" in json.dumps(m.get("blocks")) \
-                and "waits for approval" not in (m.get("text") or ""):
-            for b in m["blocks"]:
-                if b["type"] == "actions":
-                    for e in b["elements"]:
-                        if e["action_id"] == "step_approve":
-                            return m, {**e, "block_id": b.get("block_id")}
+    m = _step_message(fake, step_id)
+    for b in (m or {}).get("blocks") or []:
+        if b["type"] == "actions":
+            for e in b["elements"]:
+                if e["action_id"] == "step_approve":
+                    return m, {**e, "block_id": b.get("block_id")}
     return None
 
 
