@@ -31,8 +31,9 @@ MUST_SHOW = [
 
 
 def _databases() -> set[str]:
+    """The rehearsal world's databases on the machine's server (others' tests may create their own meanwhile)."""
     with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres") as conn:
-        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rb\\_rehearsal\\_%'")}
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ import yaml
 
 from bot.platforms.digitalocean import app_logs, apps, databases
 from bot.runbook.targets import DoAppTarget
-from bot.sandbox.digitalocean import DigitalOceanStandIn, replay_on_prism
+from bot.sandbox.digitalocean import DigitalOceanStandIn
+from tests.fixtures.do_fake import replay_on_prism
 
 CONTRACT = Path(__file__).resolve().parent / "contracts" / "digitalocean" / "openapi.yaml"
 

@@ -228,18 +228,3 @@ def _handler(standin: DigitalOceanStandIn) -> type[BaseHTTPRequestHandler]:
             self._handle("PUT")
 
     return Handler
-
-
-def replay_on_prism(recorded: list[Recorded], prism_url: str) -> list[tuple[Recorded, int, str]]:
-    """Send each recorded request to Prism; returns (request, status, body excerpt) for each.
-
-    Prism answers 4xx (422 for a body or query that breaks the contract) when a request is invalid.
-    """
-    import requests
-
-    out = []
-    for rec in recorded:
-        response = requests.request(rec.method, prism_url + rec.path, params=rec.query, json=rec.body,
-                                    headers={"Authorization": "Bearer x", "Accept": "application/json"}, timeout=30)
-        out.append((rec, response.status_code, response.text[:300]))
-    return out

@@ -44,13 +44,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
-import requests
-
 from bot.sandbox.demo import Sandbox
 from bot.sandbox.digitalocean import DigitalOceanStandIn
 from bot.sandbox.dns import LocalDnsServer, route53_source
-from bot.sandbox.postgres import PgBouncer, Server, find_server, free_port
+from bot.platforms.sandbox import aws
+from bot.platforms.sandbox.postgres import PgBouncer, Server, find_server, free_port
 
 ENV = "staging"
 # Secrets of the world are random: a secret is masked wherever it appears, so a common word would
@@ -197,12 +195,10 @@ class World:
         return world
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        return boto3.client(service, endpoint_url=self.aws_url, region_name="us-east-1",
-                            aws_access_key_id="rehearsal", aws_secret_access_key=SECRET_KEY, **kwargs)
+        return aws.client(service, endpoint_url=self.aws_url, secret_key=SECRET_KEY, **kwargs)
 
     def spaces(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.spaces_url, region_name="us-east-1",
-                            aws_access_key_id="rehearsal", aws_secret_access_key=SECRET_KEY)
+        return aws.client("s3", endpoint_url=self.spaces_url, secret_key=SECRET_KEY)
 
     @property
     def params(self) -> dict[str, str]:
@@ -335,15 +331,8 @@ def _spaces_server(stack: contextlib.ExitStack) -> str:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stack.callback(_stop, proc)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"{url}/moto-api/", timeout=1)
-            return url
-        except requests.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Spaces stand-in (moto server) did not start") from None
-            time.sleep(0.1)
+    aws.wait_until_serving(url, proc, what="Spaces stand-in (moto server)")
+    return url
 
 
 def _new_service(stack: contextlib.ExitStack, folder: Path, timeline: Timeline, clock: RehearsalClock) -> tuple[int, Path]:
