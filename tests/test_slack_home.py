@@ -273,3 +273,52 @@ def test_damaged_rerequest_and_acknowledge_buttons_are_answered_and_record_nothi
     answer = wait_for(lambda: fake.calls_to("response_url"), message="a private answer")[0]
     assert "nothing was recorded" in json.dumps(answer.payload) or "cannot be acknowledged" in json.dumps(answer.payload)
     assert bot.store.events() == []
+
+
+def _home_click(button, *, user):
+    """A click on an App Home button: Slack sends no channel and no response_url for these."""
+    payload = click_payload(button, user=user)
+    payload.pop("channel")
+    payload.pop("response_url")
+    payload["container"] = {"type": "view", "view_id": "V0HOME"}
+    payload["view"] = {"id": "V0HOME", "type": "home", "blocks": []}
+    return payload
+
+
+def _home_button(view, run_id, action_id):
+    return next(dict(e, block_id=b["block_id"]) for b in view["blocks"] if b["type"] == "actions"
+                and run_id in b["block_id"] for e in b["elements"] if e["action_id"] == action_id)
+
+
+def test_an_approver_decides_from_the_app_home_and_the_engine_still_checks_who_clicked(served):
+    bot, server, fake = served
+    url = server.url + EVENTS_PATH
+    _open_home(server, "U0BOB")
+    post(url, command_body("run demo env=production", user="U0ALICE", response_url=fake.response_url()))
+    run_id = wait_for(lambda: bot.store.list_runs(), message="run")[0]["id"]
+    bob = _latest(fake, "U0BOB", lambda v: any(run_id in b.get("block_id", "") for b in v["blocks"]),
+                  "Bob's home carries the step's buttons")
+    View(**bob).validate_json()
+    approve = _home_button(bob, run_id, "step_approve")
+    assert json.loads(approve["value"])["digest"]  # bound to the plan Bob was shown, as in the thread
+    _home_button(bob, run_id, "step_reject")
+
+    # Dave is no approver: a replayed Home button is refused, he hears why in a DM, nothing moves
+    post(url, interactive_body(_home_click(approve, user="U0DAVE")))
+    wait_for(lambda: any(e["action"] == "approval.refused" and e["actor"] == "U0DAVE"
+                         for e in bot.store.events(run_id)), message="Dave's refusal audited")
+    wait_for(lambda: any(c.payload.get("channel") == "U0DAVE" for c in fake.calls_to("chat.postMessage")),
+             message="Dave told privately")
+    assert bot.store.get_step(run_id, "mark-a")["state"] == "awaiting_approval"
+    assert bot.store.approvals(run_id, "mark-a") == []
+
+    # Bob approves from his Home: the step applies, and his Home moves on to the next step
+    post(url, interactive_body(_home_click(approve, user="U0BOB")))
+    wait_for(lambda: bot.store.get_step(run_id, "mark-a")["state"] == "succeeded", message="mark-a applied")
+    assert [a["approver"] for a in bot.store.approvals(run_id, "mark-a")] == ["U0BOB"]
+    _latest(fake, "U0BOB", lambda v: any("mark-b" in r for r in _sections(v, "Waiting for your approval")),
+            "Bob's home after approving from it")
+    # the same click again (a double click, a replay) changes nothing
+    post(url, interactive_body(_home_click(approve, user="U0BOB")))
+    assert [a["approver"] for a in bot.store.approvals(run_id, "mark-a")] == ["U0BOB"]
+    bot.runner.abort(run_id, user="U0ALICE", front_end="slack")

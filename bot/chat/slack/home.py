@@ -68,7 +68,7 @@ class HomePublisher:
 
     def opened(self, user: str) -> None:
         with self.store.transaction() as conn:
-            conn.execute(f"INSERT OR REPLACE INTO {VIEWERS}(user, opened_at) VALUES (?, ?)", (user, time.time()))
+            conn.execute(f'INSERT OR REPLACE INTO {VIEWERS}("user", opened_at) VALUES (?, ?)', (user, time.time()))
         self._mark({user}, now=True)
 
     def run_changed(self, run: Any) -> None:
@@ -104,7 +104,8 @@ class HomePublisher:
         self.run_changed(run)
 
     def viewers(self) -> list[str]:
-        return [r[0] for r in self.store.conn().execute(f"SELECT user FROM {VIEWERS}")]
+        # "user" quoted (here and in `opened`): bare, it is current_user in PostgreSQL (the store may be either)
+        return [r[0] for r in self.store.conn().execute(f'SELECT "user" FROM {VIEWERS}')]
 
     # -- what a viewer sees -----------------------------------------------------------------------
 

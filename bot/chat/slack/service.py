@@ -99,12 +99,16 @@ class SlackService:
             if response.status_code == 200:
                 return
             log.warning("response_url answered %s; falling back to chat.postEphemeral", response.status_code)
-        if channel:
-            try:
+        try:
+            if channel:
                 self.poster.send("chat.postEphemeral", channel=channel, user=user, **payload)
-            except SlackApiError as exc:
-                # Ephemeral answers are not durable by nature; queueing one for later helps nobody.
-                log.warning("could not answer %s ephemerally: %s", user, exc.response.get("error"))
+            else:
+                # A click on the App Home has no channel and no response_url: answer in the app's DM
+                # with the clicker, which only they see, rather than not at all.
+                self.poster.send("chat.postMessage", channel=user, **payload)
+        except SlackApiError as exc:
+            # Private answers are not durable by nature; queueing one for later helps nobody.
+            log.warning("could not answer %s privately: %s", user, exc.response.get("error"))
 
     def _usage(self, exc: UsageError, **where: Any) -> None:
         self.ephemeral(msg=messages.render("usage_error", {"problem": exc.problem, "usage": exc.usage,
