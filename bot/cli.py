@@ -178,7 +178,7 @@ def _runner(console: Console, *, background: bool = False):
     from bot.engine.runner import Runner
     from bot.engine.store import Store
 
-    store = Store(config.store_path())
+    store = Store.configured()
     return Runner(store, ConsoleChannel(console), background=background)
 
 

@@ -33,10 +33,10 @@ from typing import Any
 import sqlite_utils
 
 from bot import secrets
-from bot.engine import states
+from bot.engine import states, store_migrations
 from bot.engine.store_faults import StoreFault, check_identity, check_writable, explain, file_identity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = store_migrations.LATEST  # the version this bot writes
 
 
 def _dumps(value: Any) -> str | None:
@@ -78,6 +78,17 @@ class Store:
             raise explain(self.path, exc) from None
         if self.path != ":memory:":
             self._identity = file_identity(self.path)  # a later deletion or swap is detected, not followed
+
+    @classmethod
+    def configured(cls, **kwargs: Any) -> Store:
+        """The operator's store (`RUNBOOK_BOT_DB` or the state folder), refused where it would be lost
+        (`bot.engine.store_placement`). Rehearsals and tests open their own files with `Store(path)`."""
+        from bot import config
+        from bot.engine.store_placement import check_durable
+
+        path = str(config.store_path())
+        check_durable(path)
+        return cls(path, **kwargs)
 
     # -- connections --------------------------------------------------------------------------
 
@@ -148,103 +159,8 @@ class Store:
     # -- schema --------------------------------------------------------------------------------
 
     def _create_schema(self) -> None:
-        db = self.db
-        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-        db["runs"].create(
-            {
-                "id": str,
-                "runbook": str,
-                "runbook_path": str,
-                "runbook_sha256": str,
-                "params": str,
-                "targets": str,
-                "state": str,
-                "started_by": str,
-                "front_end": str,
-                "chat": str,
-                "error": str,
-                "dry_run": int,
-                "created_at": float,
-                "updated_at": float,
-            },
-            pk="id",
-            if_not_exists=True,
-        )
-        db["steps"].create(
-            {
-                "run_id": str,
-                "key": str,
-                "step_id": str,
-                "idx": int,
-                "kind": str,
-                "phase": str,
-                "state": str,
-                "attempt": int,
-                "request_no": int,
-                "plan": str,
-                "result": str,
-                "verification": str,
-                "error": str,
-                "requested_at": float,
-                "started_at": float,
-                "finished_at": float,
-                "updated_at": float,
-                "owner": str,
-                "heartbeat_at": float,
-                "undo": str,
-                "apply_started": int,
-            },
-            pk=("run_id", "key"),
-            foreign_keys=[("run_id", "runs", "id")],
-            if_not_exists=True,
-        )
-        db["approvals"].create(
-            {
-                "id": int,
-                "run_id": str,
-                "step_key": str,
-                "request_no": int,
-                "approver": str,
-                "decision": str,
-                "reason": str,
-                "front_end": str,
-                "at": float,
-            },
-            pk="id",
-            if_not_exists=True,
-        )
-        db["events"].create(
-            {
-                "id": int,
-                "at": float,
-                "run_id": str,
-                "step_key": str,
-                "actor": str,
-                "front_end": str,
-                "action": str,
-                "from_state": str,
-                "to_state": str,
-                "detail": str,
-            },
-            pk="id",
-            if_not_exists=True,
-        )
-        db["locks"].create({"key": str, "run_id": str, "acquired_at": float}, pk="key", if_not_exists=True)
-        conn = self.conn()
-        # Columns added after the first release: a store file made by an older version gains them.
-        for table, column, sql_type in (("steps", "undo", "TEXT"), ("steps", "apply_started", "INTEGER"),
-                                        ("runs", "targets", "TEXT")):
-            if column not in {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-        conn.execute(
-            "CREATE UNIQUE INDEX IF NOT EXISTS approvals_once"
-            " ON approvals(run_id, step_key, request_no, approver)"
-        )
-        conn.execute("CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id)")
-        conn.execute("CREATE INDEX IF NOT EXISTS runs_state ON runs(state)")
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+        """Apply the numbered migrations the file lacks (`bot.engine.store_migrations`)."""
+        self.schema_version = store_migrations.migrate(self.conn(), self.path)[1]
 
     def ensure_table(self, name: str, columns: dict[str, Any], pk: Any, **kwargs: Any) -> sqlite_utils.db.Table:
         """Create a table other modules own (watches, samples, outbox) if it is not there yet.

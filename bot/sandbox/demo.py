@@ -90,7 +90,7 @@ def run_demo(console: Console, *, runbook: str | None = None, interactive: bool 
     interactive = sys.stdin.isatty() if interactive is None else interactive
     user = "sandbox-operator"
     with Sandbox():
-        runner = Runner(Store(config.store_path()), ConsoleChannel(console))
+        runner = Runner(Store.configured(), ConsoleChannel(console))
         if not interactive:
             console.print("no terminal to ask: approving each step as 'sandbox-operator' (rehearsal only)")
         try:

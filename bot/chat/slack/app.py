@@ -231,7 +231,7 @@ class SlackBot:
 
 
 def build(settings: SlackSettings, *, store: Store | None = None, runner_workers: int = 8) -> SlackBot:
-    store = store or Store(config.store_path())
+    store = store or Store.configured()
     client = make_client(settings.bot_token, base_url=settings.api_url)
     poster = Poster(client, store)
     directory = SlackDirectory(client)
