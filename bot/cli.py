@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.db:
         import os
 
-        os.environ["RUNBOOK_BOT_DB"] = str(Path(args.db).resolve())
+        url = args.db.startswith(("postgresql://", "postgres://"))
+        os.environ["RUNBOOK_BOT_DB"] = args.db if url else str(Path(args.db).resolve())
     handler = COMMANDS[args.command]
     from bot.engine.store_faults import StoreFault
 

@@ -39,6 +39,19 @@ def store_path() -> Path:
     return Path(explicit).resolve() if explicit else state_dir() / "runbook-bot.sqlite"
 
 
+def store_location() -> str:
+    """Where the store is: `RUNBOOK_BOT_DB` (a file or a `postgresql://` URL), else `DATABASE_URL` when it
+    names PostgreSQL (Heroku's and App Platform's convention for an attached database), else the file
+    `<state dir>/runbook-bot.sqlite`."""
+    explicit = os.environ.get("RUNBOOK_BOT_DB")
+    if explicit and explicit.startswith(("postgresql://", "postgres://")):
+        return explicit
+    platform = os.environ.get("DATABASE_URL", "")
+    if not explicit and platform.startswith(("postgresql://", "postgres://")):
+        return platform
+    return str(store_path())
+
+
 def runbooks_dir() -> Path:
     """Where runbooks are found by name (`RUNBOOK_BOT_RUNBOOKS`, default the shipped `runbooks/`)."""
     explicit = os.environ.get("RUNBOOK_BOT_RUNBOOKS")

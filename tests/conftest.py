@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.do_fake",
     "tests.fixtures.dns_server",
     "tests.fixtures.slack",
+    "tests.fixtures.store_backends",
 ]
 
 
@@ -27,6 +28,7 @@ def isolated_env(tmp_path, monkeypatch):
     """No test sees the developer's state, tokens or cloud credentials."""
     monkeypatch.setenv("RUNBOOK_BOT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("RUNBOOK_BOT_DB", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)  # it would select a PostgreSQL store
     monkeypatch.setenv("RUNBOOK_BOT_FINGERPRINT_KEY", "test-fingerprint-key")
     for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "DIGITALOCEAN_TOKEN",
                  "HEROKU_API_KEY", "FLY_API_TOKEN", "AWS_PROFILE"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.engine.runner import Runner, StartRefused, StaticDirectory
-from bot.engine.store import Store
+from bot.engine.store import Store, open_store
 
 
 @pytest.fixture(autouse=True)
@@ -60,8 +60,8 @@ def touch_runbook(tmp_path: Path, *, approvals: str = 'default: {approvers: ["al
 
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "store.sqlite")
+def store(store_where):
+    return open_store(store_where)
 
 
 def lines(tmp_path: Path) -> list[str]:
@@ -84,7 +84,7 @@ def test_a_run_plans_asks_applies_and_passes_outputs_on(tmp_path, store):
     assert "approval.granted" in actions and "step.approved" in actions
 
 
-def test_fifty_concurrent_approvals_apply_the_step_once(tmp_path, store):
+def test_fifty_concurrent_approvals_apply_the_step_once(tmp_path, store, store_where):
     approvers = [f"user{i}" for i in range(50)]
     path = touch_runbook(tmp_path, approvals=f"default: {{approvers: {approvers}, min: 1}}")
     runner = Runner(store)
@@ -94,7 +94,7 @@ def test_fifty_concurrent_approvals_apply_the_step_once(tmp_path, store):
 
     def click(user):
         # each thread uses its own Runner on the same file, as separate front-end workers would
-        own = Runner(Store(tmp_path / "store.sqlite"))
+        own = Runner(open_store(store_where))
         barrier.wait()
         decisions.append(own.approve(run.id, "first", user=user, front_end="slack"))
 
@@ -261,11 +261,11 @@ def test_blocking_plan_and_template_failures_stop_the_run_cleanly(tmp_path, stor
     assert store.list_runs() == []
 
 
-def test_changed_runbook_refuses_to_resume_until_replanned(tmp_path, store):
+def test_changed_runbook_refuses_to_resume_until_replanned(tmp_path, store, store_where):
     path = touch_runbook(tmp_path)
     run = Runner(store).start(path, {}, started_by="dave", front_end="console")
     path.write_text(path.read_text().replace('line: "one"', 'line: "uno"'))
-    fresh = Runner(Store(tmp_path / "store.sqlite"))
+    fresh = Runner(open_store(store_where))
     assert fresh.resume_all() == []
     decision = fresh.approve(run.id, "first", user="alice", front_end="console")
     assert decision.code == "runbook_changed" and "changed on disk" in decision.message

@@ -15,7 +15,7 @@ import pytest
 
 from bot.engine.runner import Runner
 from bot.engine.states import IllegalMove
-from bot.engine.store import Store
+from bot.engine.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 APPROVERS = 'approvals: {default: {approvers: ["alice", "bob"], min: 1}}'
@@ -29,8 +29,8 @@ def plugin_kinds(monkeypatch):
 
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "store.sqlite")
+def store(store_where):
+    return open_store(store_where)
 
 
 def runbook(tmp_path: Path, steps: str, *, approvals: str = APPROVERS, name: str = "truth", head: str = "") -> Path:
@@ -48,9 +48,9 @@ def files(tmp_path: Path, *names: str) -> list[Path]:
     return out
 
 
-def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess, on this test's store file."""
-    full = {**os.environ, "RUNBOOK_BOT_DB": str(tmp_path / "store.sqlite"), "PYTHONPATH": str(ROOT), **env}
+def run_cli(where: str | Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess, on the store at `where` (a SQLite file or a PostgreSQL URL)."""
+    full = {**os.environ, "RUNBOOK_BOT_DB": str(where), "PYTHONPATH": str(ROOT), **env}
     return subprocess.run([sys.executable, "-m", "bot", *args], env=full, cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
 
@@ -193,7 +193,7 @@ def test_continue_on_failure_never_exits_zero(tmp_path):
           with: {message: "PgBouncer in transaction mode in front of the target"}
           on_failure: continue
     """, approvals="")
-    proc = run_cli(tmp_path, "run", str(path), "--as", "dave")
+    proc = run_cli(tmp_path / "store.sqlite", "run", str(path), "--as", "dave")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "completed_with_failures" in proc.stdout
     assert "DATABASE_URL is missing" in proc.stdout and "PgBouncer in transaction mode" in proc.stdout
@@ -335,7 +335,7 @@ def test_route53_switch_whose_verification_fails_is_rolled_back_exactly(tmp_path
     assert snapshot() == before
 
 
-def test_resume_and_rollback_act_on_the_targets_rendered_at_start(tmp_path, store, monkeypatch):
+def test_resume_and_rollback_act_on_the_targets_rendered_at_start(tmp_path, store, store_where, monkeypatch):
     """The README demo: started where DEMO_DIR was set, rolled back from a shell where it is not."""
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
@@ -353,14 +353,14 @@ def test_resume_and_rollback_act_on_the_targets_rendered_at_start(tmp_path, stor
     approve_all(runner, run.id)
     assert (tmp_path / "first" / "svc.env").read_text() == "LISTEN=new\n"
     monkeypatch.setenv("DEMO_DIR", str(tmp_path / "second"))  # another shell, another environment
-    other = Runner(Store(tmp_path / "store.sqlite"))
+    other = Runner(open_store(store_where))
     assert other.rollback(run.id, user="dave", front_end="console").ok
     approve_all(other, run.id, user="bob")
     assert other.view(run.id).state == "rolled_back"
     assert (tmp_path / "first" / "svc.env").read_bytes() == ORIGINAL
     assert (tmp_path / "second" / "svc.env").read_bytes() == ORIGINAL  # untouched
     monkeypatch.delenv("DEMO_DIR")
-    assert Runner(Store(tmp_path / "store.sqlite")).view(run.id).state == "rolled_back"
+    assert Runner(open_store(store_where)).view(run.id).state == "rolled_back"
 
 
 def test_rollback_is_one_decision_meeting_the_strictest_policy(tmp_path, store):
@@ -429,7 +429,7 @@ def json_text(value) -> str:
     return json.dumps(value)
 
 
-def test_a_secret_confirm_text_never_reaches_cli_output(tmp_path):
+def test_a_secret_confirm_text_never_reaches_cli_output(tmp_path, store_where):
     word = "sekret-confirm-word-5150"
     path = runbook(tmp_path, f"""
         - id: only
@@ -440,11 +440,11 @@ def test_a_secret_confirm_text_never_reaches_cli_output(tmp_path):
     (tmp_path / "a.env").write_bytes(ORIGINAL)
 
     def cli(*args):
-        return run_cli(tmp_path, *args, CONFIRM_WORD=word)
+        return run_cli(store_where, *args, CONFIRM_WORD=word)
 
     started = cli("run", str(path), "--as", "dave")
     assert started.returncode == 3
-    run_id = Store(tmp_path / "store.sqlite").list_runs()[0]["id"]
+    run_id = open_store(store_where).list_runs()[0]["id"]
     outputs = [started, cli("status", run_id, "--json"), cli("status", "--json"),
                cli("approve", run_id, "only", "--as", "alice", "--confirm", "wrong"), cli("approve", run_id, "only",
                                                                                          "--as", "alice")]
@@ -461,7 +461,7 @@ def test_a_refusing_plan_fails_the_dry_run_and_ci(tmp_path):
           kind: test.refuse
           with: {{until: "{tmp_path}/never"}}
     """)
-    proc = run_cli(tmp_path, "plan", str(path), "--as", "dave")
+    proc = run_cli(tmp_path / "store.sqlite", "plan", str(path), "--as", "dave")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "the plan refused" in proc.stdout
 

@@ -79,7 +79,7 @@ def test_a_new_file_and_a_current_file_end_at_the_latest_version(tmp_path):
 
 def test_a_store_newer_than_the_bot_is_refused_untouched(tmp_path):
     path = tmp_path / "future.sqlite"
-    Store(path)
+    Store(path).close()  # closed now: a connection collected later would checkpoint into the file mid-test
     conn = sqlite3.connect(path)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(LATEST + 3),))
     conn.commit()

@@ -75,20 +75,26 @@ class Store:
         try:
             self._create_schema()
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise explain(self.path, exc) from None
+        except BaseException:
+            self.close()  # a refused store leaves no connection behind to checkpoint into the file later
+            raise
         if self.path != ":memory:":
             self._identity = file_identity(self.path)  # a later deletion or swap is detected, not followed
 
     @classmethod
     def configured(cls, **kwargs: Any) -> Store:
-        """The operator's store (`RUNBOOK_BOT_DB` or the state folder), refused where it would be lost
-        (`bot.engine.store_placement`). Rehearsals and tests open their own files with `Store(path)`."""
+        """The operator's store (`RUNBOOK_BOT_DB`, `DATABASE_URL` or the state folder); a SQLite file is
+        refused where it would be lost (`bot.engine.store_placement`). Rehearsals and tests open their own
+        with `open_store(where)`."""
         from bot import config
         from bot.engine.store_placement import check_durable
 
-        path = str(config.store_path())
-        check_durable(path)
-        return cls(path, **kwargs)
+        where = config.store_location()
+        if not _is_url(where):
+            check_durable(where)
+        return open_store(where, **kwargs)
 
     # -- connections --------------------------------------------------------------------------
 
@@ -317,10 +323,12 @@ class Store:
         row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None or row["state"] not in from_states:
             return False
-        conn.execute(
+        moved = conn.execute(
             "UPDATE runs SET state = ?, error = ?, updated_at = ? WHERE id = ? AND state = ?",
             (to_state, secrets.redact(error) if error else None, self.now(), run_id, row["state"]),
-        )
+        ).rowcount
+        if moved != 1:  # the compare-and-set's own guard (the write lock makes this unreachable)
+            return False
         if release_locks:
             conn.execute("DELETE FROM locks WHERE run_id = ?", (run_id,))
         self._event(conn, run_id=run_id, action=states.RUN_MOVES[(states.RunState(row["state"]),
@@ -331,13 +339,14 @@ class Store:
 
     def acquire_locks_in(self, conn: sqlite3.Connection, run_id: str, keys: Sequence[str]) -> None:
         """Take environment locks for `run_id` (raises `LockHeld` naming another holder)."""
-        for key in keys:
-            holder = conn.execute("SELECT run_id FROM locks WHERE key = ?", (key,)).fetchone()
-            if holder is not None and holder["run_id"] != run_id:
-                raise LockHeld(key, holder["run_id"])
+        # Insert first, then read who holds it: correct even without the store's write lock.
         for key in keys:
             conn.execute("INSERT OR IGNORE INTO locks(key, run_id, acquired_at) VALUES (?, ?, ?)",
                          (key, run_id, self.now()))
+        for key in keys:
+            holder = conn.execute("SELECT run_id FROM locks WHERE key = ?", (key,)).fetchone()
+            if holder["run_id"] != run_id:
+                raise LockHeld(key, holder["run_id"])  # the caller's transaction rolls back what we inserted
 
     def insert_steps_in(self, conn: sqlite3.Connection, run_id: str, steps: Sequence[dict[str, Any]]) -> None:
         now = self.now()
@@ -496,20 +505,36 @@ class Store:
     def insert_approval(self, conn: sqlite3.Connection, *, run_id: str, key: str, request_no: int, approver: str,
                         decision: str, reason: str | None, front_end: str) -> bool:
         """Inside a caller's transaction: False if this approver already decided this request."""
-        try:
-            conn.execute(
-                "INSERT INTO approvals(run_id, step_key, request_no, approver, decision, reason, front_end, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, key, request_no, approver, decision, secrets.redact(reason) if reason else None,
-                 front_end, self.now()),
-            )
-        except sqlite3.IntegrityError:
-            return False
-        return True
+        # OR IGNORE and the row count, not a caught IntegrityError: on PostgreSQL any failed statement
+        # aborts the whole transaction, and the caller's transaction must go on to say "already decided".
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO approvals(run_id, step_key, request_no, approver, decision, reason, front_end, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, key, request_no, approver, decision, secrets.redact(reason) if reason else None,
+             front_end, self.now()),
+        )
+        return cur.rowcount == 1
 
     def event_in(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
         """Write an audit event inside a caller's transaction."""
         self._event(conn, **kwargs)
+
+
+def _is_url(where: Any) -> bool:
+    return str(where).startswith(("postgresql://", "postgres://"))
+
+
+def open_store(where: str | os.PathLike[str], **kwargs: Any) -> Store:
+    """The store at `where`: a `postgresql://` URL (`bot.engine.store_pg.PgStore`) or a SQLite file.
+
+        >>> open_store(":memory:").schema_version == SCHEMA_VERSION
+        True
+    """
+    if _is_url(where):
+        from bot.engine.store_pg import PgStore  # psycopg_pool is loaded only by bots that use it
+
+        return PgStore(str(where), **kwargs)
+    return Store(where, **kwargs)
 
 
 class LockHeld(Exception):

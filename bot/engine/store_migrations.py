@@ -89,6 +89,13 @@ def stored_version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def refuse_newer(where: str, current: int, latest: int) -> None:
+    """A store written by a newer bot is never touched by an older one (both backends)."""
+    if current > latest:
+        raise StoreFault(where, f"store schema {current} is newer than this bot ({latest}): upgrade the bot "
+                                "(the store was not changed)")
+
+
 def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[Migration] = MIGRATIONS) -> tuple[int, int]:
     """Bring the store at `path` up to the last of `migrations`; returns (version found, version now).
 
@@ -102,9 +109,7 @@ def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[Migration]
         try:
             current = stored_version(conn)
             found = current if found is None else found
-            if current > latest:
-                raise StoreFault(path, f"store schema {current} is newer than this bot ({latest}): upgrade the bot "
-                                       "(the store was not changed)")
+            refuse_newer(path, current, latest)
             if migration.version <= current:
                 conn.execute("COMMIT")
                 continue
