@@ -11,6 +11,7 @@
     runbook-bot list                       runbooks in the runbooks folder
     runbook-bot validate PATH...           exit 1 on any error, each as file:line:col: field: message
     runbook-bot schema                     the runbook JSON Schema
+    runbook-bot store migrate --to URL     copy the SQLite store into an empty PostgreSQL store, verified
 
 Exit codes: 0 succeeded, 1 failed / rolled back / invalid, 2 usage or runbook error, 3 waiting for people.
 """
@@ -120,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check runbook files; exit 1 on any error")
     p.add_argument("paths", nargs="+")
     sub.add_parser("schema", help="print the runbook JSON Schema")
+    p = sub.add_parser("store", help="the store itself: `store migrate --to postgresql://...` copies a SQLite "
+                                     "store (--db FILE, default the configured file) into an empty PostgreSQL one")
+    p.add_argument("action", choices=["migrate"])
+    p.add_argument("--to", required=True, help="the PostgreSQL store's URL (postgresql://user:pass@host/db)")
     return parser
 
 
@@ -415,6 +420,33 @@ def cmd_rehearse(args: argparse.Namespace, console: Console) -> int:
     return rehearse(console, str(path))
 
 
+def cmd_store(args: argparse.Namespace, console: Console) -> int:
+    from bot.engine.store_copy import CopyRefused, copy_store
+    from bot.engine.store_pg import display_url, is_postgres_url
+
+    if not is_postgres_url(args.to):
+        print(f"runbook-bot: --to must be a postgresql:// URL, not {secrets.redact(args.to)!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if is_postgres_url(config.store_location()):
+        print("runbook-bot: the configured store is PostgreSQL already; name the SQLite file with --db FILE",
+              file=sys.stderr)
+        return EXIT_USAGE
+    source = config.store_path()
+    console.print(f"copying {source} -> {display_url(args.to)} (stop every bot on the file first: "
+                  "writes after this moment are not copied)", soft_wrap=True)
+    try:
+        report = copy_store(source, args.to, progress=lambda table, rows: console.print(f"  {table}: {rows} rows", soft_wrap=True))
+    except CopyRefused as exc:
+        print(f"runbook-bot: {secrets.redact(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    console.print(f"verified: {sum(report.tables.values())} rows in {len(report.tables)} tables, equal on both "
+                  "sides (counts and row digests)", soft_wrap=True)
+    console.print(f"next: set RUNBOOK_BOT_DB={report.target} (with its password) or DATABASE_URL on every bot, "
+                  "and carry over RUNBOOK_BOT_FINGERPRINT_KEY (or the state folder's fingerprint.key) so the "
+                  "fingerprints stored in the runs still compare", soft_wrap=True)
+    return EXIT_OK
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "rehearse": cmd_rehearse,
@@ -433,4 +465,5 @@ COMMANDS = {
     "list": cmd_list,
     "validate": cmd_validate,
     "schema": cmd_schema,
+    "store": cmd_store,
 }

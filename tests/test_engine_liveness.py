@@ -19,7 +19,7 @@ import pytest
 
 from bot.engine.liveness import STALE_AFTER_SECONDS, HEARTBEAT_SECONDS, owner_alive, parse_token, process_token
 from bot.engine.runner import Runner
-from bot.engine.store import Store
+from bot.engine.store import Store, open_store
 from tests.fixtures.slack import BOT_TOKEN, SIGNING_SECRET, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,15 +52,15 @@ def _blocking_runbook(tmp_path: Path, *, silent: bool) -> tuple[Path, Path, Path
     return path, started, release
 
 
-def test_a_silent_apply_keeps_beating_and_a_second_process_leaves_it_alone(tmp_path):
+def test_a_silent_apply_keeps_beating_and_a_second_process_leaves_it_alone(tmp_path, store_where):
     path, started, release = _blocking_runbook(tmp_path, silent=True)
-    db = tmp_path / "store.sqlite"
-    env = {**os.environ, "RUNBOOK_BOT_DB": str(db), "PYTHONPATH": str(ROOT)}
+    db = store_where
+    env = {**os.environ, "RUNBOOK_BOT_DB": db, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "bot", "run", str(path), "--yes", "--as", "dave"], env=env,
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         assert wait_for(started.exists, timeout=30, message="apply started")
-        store = Store(db)
+        store = open_store(db)
         run_id = store.list_runs()[0]["id"]
         first = store.get_step(run_id, "hold")["heartbeat_at"]
         assert wait_for(lambda: store.get_step(run_id, "hold")["heartbeat_at"] > first,

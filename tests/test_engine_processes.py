@@ -1,4 +1,4 @@
-"""The engine across real processes on one SQLite file: racing approvers, and kill -9 mid-step."""
+"""The engine across real processes on one store (a SQLite file, a PostgreSQL database): racing approvers, and kill -9 mid-step."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.engine.runner import Runner
-from bot.engine.store import Store
+from bot.engine.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def plugin_kinds(monkeypatch):
     import tests.kinds  # noqa: F401
 
 
-def _env(db: Path) -> dict[str, str]:
+def _env(db: str) -> dict[str, str]:
     env = dict(os.environ)
     env["RUNBOOK_BOT_DB"] = str(db)
     env["PYTHONPATH"] = str(ROOT)
@@ -40,7 +40,7 @@ def _wait_for(predicate, timeout=30.0):
     return False
 
 
-def test_approvals_racing_from_separate_processes_apply_once(tmp_path):
+def test_approvals_racing_from_separate_processes_apply_once(tmp_path, store_where):
     out = tmp_path / "out.txt"
     out.write_text("")
     users = [f"user{i}" for i in range(8)]
@@ -53,8 +53,8 @@ def test_approvals_racing_from_separate_processes_apply_once(tmp_path):
             kind: test.touch
             with: {{path: "{out}", line: "once"}}
     """))
-    db = tmp_path / "store.sqlite"
-    run = Runner(Store(db)).start(path, {}, started_by="dave", front_end="console")
+    db = store_where
+    run = Runner(open_store(db)).start(path, {}, started_by="dave", front_end="console")
     procs = [subprocess.Popen([sys.executable, "-m", "bot", "approve", run.id, "first", "--as", user],
                               env=_env(db), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for user in users]
@@ -63,10 +63,10 @@ def test_approvals_racing_from_separate_processes_apply_once(tmp_path):
     assert out.read_text().splitlines() == ["once"]
     assert codes.count(0) == 1, outputs
     assert sum("already approved by" in o for o in outputs) == len(users) - 1, outputs
-    assert Runner(Store(db)).view(run.id).state == "succeeded"
+    assert Runner(open_store(db)).view(run.id).state == "succeeded"
 
 
-def test_kill_9_mid_step_leaves_it_interrupted_for_a_person(tmp_path):
+def test_kill_9_mid_step_leaves_it_interrupted_for_a_person(tmp_path, store_where):
     started, release = tmp_path / "started", tmp_path / "release"
     out = tmp_path / "out.txt"
     out.write_text("")
@@ -82,7 +82,7 @@ def test_kill_9_mid_step_leaves_it_interrupted_for_a_person(tmp_path):
             kind: test.touch
             with: {{path: "{out}", line: "after"}}
     """))
-    db = tmp_path / "store.sqlite"
+    db = store_where
     proc = subprocess.Popen([sys.executable, "-m", "bot", "run", str(path), "--yes", "--as", "dave"],
                             env=_env(db), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
@@ -91,7 +91,7 @@ def test_kill_9_mid_step_leaves_it_interrupted_for_a_person(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
-    store = Store(db)
+    store = open_store(db)
     run_id = store.list_runs()[0]["id"]
     assert store.get_step(run_id, "hold")["state"] == "applying"
 
@@ -111,7 +111,7 @@ def test_kill_9_mid_step_leaves_it_interrupted_for_a_person(tmp_path):
     assert runner.view(run_id).state == "succeeded"
 
 
-def test_a_live_process_step_is_not_marked_interrupted(tmp_path):
+def test_a_live_process_step_is_not_marked_interrupted(tmp_path, store_where):
     started, release = tmp_path / "started", tmp_path / "release"
     path = tmp_path / "rb.yaml"
     path.write_text(textwrap.dedent(f"""
@@ -122,12 +122,12 @@ def test_a_live_process_step_is_not_marked_interrupted(tmp_path):
             kind: test.block
             with: {{started: "{started}", release: "{release}"}}
     """))
-    db = tmp_path / "store.sqlite"
+    db = store_where
     proc = subprocess.Popen([sys.executable, "-m", "bot", "run", str(path), "--yes", "--as", "dave"],
                             env=_env(db), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         assert _wait_for(started.exists)
-        store = Store(db)
+        store = open_store(db)
         run_id = store.list_runs()[0]["id"]
         Runner(store).resume_all()  # a second process starting up beside a live one
         assert store.get_step(run_id, "hold")["state"] == "applying"

@@ -6,9 +6,11 @@ import logging
 import sqlite3
 import textwrap
 
+import pytest
+
 from bot import secrets
 from bot.cli import _install_log_redaction
-from bot.engine.runner import Runner
+from bot.engine.runner import Runner, StartRefused
 from bot.engine.store import Store
 
 CANARY = "canary-5f1d2e9b-never-show-me"
@@ -79,3 +81,29 @@ def test_plain_values_are_secret_only_by_name_and_masked_whole():
     secrets.register(long_secret)
     assert secrets.redact(f"postgres://u:x{long_secret}y@h") == "postgres://u:••••••@h"
     assert secrets.redact(f"Bearer{long_secret}") == "Bearer••••••"
+
+def test_a_secret_param_is_not_the_lock_key_and_equal_params_still_collide(tmp_path, monkeypatch):
+    """A runbook without targets locks on its params; a secret among them must not land in the locks
+    table, and a second run with the same params must still be refused."""
+    monkeypatch.setenv("RUNBOOK_BOT_PLUGINS", "tests.kinds")
+    import tests.kinds  # noqa: F401  (test.touch: a change that waits for its approval, holding the lock)
+
+    secrets.register(CANARY)
+    path = tmp_path / "rb.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: params-lock
+        approvals: {{default: {{approvers: ["alice"]}}}}
+        params: {{token: {{}}}}
+        steps:
+          - id: touch
+            kind: test.touch
+            with: {{path: "{tmp_path / 'out.txt'}", line: "x"}}
+    """))
+    store = Store(tmp_path / "store.sqlite")
+    runner = Runner(store)
+    runner.start(path, {"token": CANARY}, started_by="dave", front_end="console")
+    (key,) = store.lock_holders()
+    assert CANARY not in key and key.startswith("runbook:params-lock:sha256:")
+    with pytest.raises(StartRefused) as refused:
+        runner.start(path, {"token": CANARY}, started_by="erin", front_end="console")
+    assert CANARY not in str(refused.value)

@@ -14,7 +14,7 @@ from bot.chat.slack.directory import DirectoryUnavailable, SlackDirectory
 from bot.chat.slack.settings import load
 from bot.chat.slack.web import Poster, make_client
 from bot.engine.channel import Progress
-from bot.engine.store import Store
+from bot.engine.store import open_store
 from tests.fixtures.slack import BOT_TOKEN, wait_for
 from tests.test_slack_messages import ENV_MATRIX, POLICY, make_run, make_step, realistic_plan
 
@@ -30,8 +30,8 @@ class FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "store.sqlite")
+def store(store_where):
+    return open_store(store_where)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bot.engine.store import Store
+from bot.engine.store import open_store
 from bot.watch import service, tables
 from bot.watch.scheduler import WatchScheduler
 from tests.fixtures.watch import RecordingChannel
@@ -19,11 +19,11 @@ EVERY = 600
 
 
 @pytest.fixture
-def setup(tmp_path, watch_clock):
+def setup(tmp_path, watch_clock, store_where):
     log = tmp_path / "api.log"
     log.write_text("")
-    path = tmp_path / "store.sqlite"
-    store = Store(path, clock=watch_clock)
+    path = store_where
+    store = open_store(path, clock=watch_clock)
     spec = {"every": "10m", "for": "1h", "on_call": ["@oncall"], "log_file": str(log),
             "signals": [{"name": "log_volume", "floor": 50}]}
     start = watch_clock.now()
@@ -56,7 +56,7 @@ def test_restart_mid_watch_loses_and_doubles_no_tick(setup, watch_clock):
 
     # A new process on the same store file, five minutes later: the old lease still holds.
     watch_clock.set(start + 2 * EVERY + 10)
-    second = WatchScheduler(Store(path, clock=watch_clock), channel, clock=watch_clock, paused=True, owner="worker-2")
+    second = WatchScheduler(open_store(path, clock=watch_clock), channel, clock=watch_clock, paused=True, owner="worker-2")
     assert second.start() is False
     assert second.job_ids() == []
     assert second.run_pending() == []
@@ -118,7 +118,7 @@ def test_one_leader_per_store_and_ticks_claimed_once(setup, watch_clock):
     store, path, log, start = setup
     a_channel, b_channel = RecordingChannel(), RecordingChannel()
     a = WatchScheduler(store, a_channel, clock=watch_clock, paused=True, owner="a")
-    b = WatchScheduler(Store(path, clock=watch_clock), b_channel, clock=watch_clock, paused=True, owner="b")
+    b = WatchScheduler(open_store(path, clock=watch_clock), b_channel, clock=watch_clock, paused=True, owner="b")
     assert a.start() is True and b.start() is False
     assert b.job_ids() == []
     a.run_pending()
@@ -151,11 +151,11 @@ def test_stop_removes_the_job_and_tick_now_is_extra(setup, watch_clock):
     scheduler.shutdown()
 
 
-def test_background_scheduler_takes_the_first_tick_by_itself(tmp_path):
+def test_background_scheduler_takes_the_first_tick_by_itself(tmp_path, store_where):
     """Not paused, on the system clock: APScheduler's thread fires the immediate first tick."""
     log = tmp_path / "api.log"
     log.write_text("")
-    store = Store(tmp_path / "store.sqlite")
+    store = open_store(store_where)
     channel = RecordingChannel()
     scheduler = WatchScheduler(store, channel)
     scheduler.start()
@@ -187,7 +187,7 @@ def test_racing_claims_take_a_due_tick_once(setup, watch_clock):
     results, barrier = [], threading.Barrier(8)
 
     def claim():
-        mine = Store(path, clock=watch_clock)
+        mine = open_store(path, clock=watch_clock)
         barrier.wait()
         results.append(service._claim(mine, "r1", start, False))
 

@@ -546,8 +546,15 @@ class Runner:
     @staticmethod
     def _lock_keys(loaded: LoadedRunbook, params: dict[str, Any], targets: dict[str, Any]) -> list[str]:
         """One lock per environment the run points at; a runbook with no targets locks on its params."""
-        return sorted({t.lock_key() for t in targets.values()}) or \
-            [f"runbook:{loaded.model.name}:{json.dumps(params, sort_keys=True)}"]
+        if targets:
+            return sorted({t.lock_key() for t in targets.values()})
+        shown = json.dumps(params, sort_keys=True)
+        if secret_values.redact(shown) != shown:
+            # A secret among the params must not sit in the locks table (or a "held by" message); a
+            # plain digest keeps the key equal for equal params on every replica (unlike a fingerprint,
+            # whose key is per state folder).
+            shown = "sha256:" + hashlib.sha256(shown.encode()).hexdigest()
+        return [f"runbook:{loaded.model.name}:{shown}"]
 
     def _runbook_for(self, run: dict[str, Any]) -> LoadedRunbook:
         """The run's runbook as it was when the run started; RunbookChanged when the file differs."""

@@ -94,6 +94,13 @@ class Store:
         where = config.store_location()
         if not _is_url(where):
             check_durable(where)
+        elif not os.environ.get("RUNBOOK_BOT_FINGERPRINT_KEY"):
+            # The key file beside a SQLite store would be per replica (and lost with an ephemeral disk):
+            # fingerprints one replica stored would never compare equal on another.
+            from bot.engine.store_pg import display_url
+
+            raise StoreFault(display_url(where), "a PostgreSQL store needs RUNBOOK_BOT_FINGERPRINT_KEY set, to the "
+                                                 "same random value on every replica (e.g. `openssl rand -hex 32`)")
         return open_store(where, **kwargs)
 
     # -- connections --------------------------------------------------------------------------

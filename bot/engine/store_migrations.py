@@ -124,6 +124,7 @@ def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[Migration]
                 raise
             if isinstance(exc, sqlite3.DatabaseError):
                 raise  # the store's own layer explains SQLite's errors (disk full, read-only, ...)
-            raise StoreFault(path, f"schema migration {migration.version} ({migration.what}) failed: {exc}; "
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreFault(path, f"schema migration {migration.version} ({migration.what}) failed: {first}; "
                                    f"the store stays at version {stored_version(conn)}") from exc
     return found or 0, stored_version(conn)

@@ -104,28 +104,29 @@ class PgStore(Store):
         self.now = (clock.now if clock is not None else time.time)
         self._local = threading.local()
         self._keys: dict[str, tuple[str, ...]] = {}
+        try:  # one direct connection first: an unreachable or refusing server is named at once, not after 15 s
+            with psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="runbook-bot") as raw:
+                self.schema_version = store_pg_schema.migrate(raw, self.path)[1]
+        except psycopg.OperationalError as exc:
+            raise StoreFault(self.path, self._unreachable(exc)) from None
+        # `check` tests a connection as it leaves the pool (one round trip), so a server restart or a
+        # fail-over costs no request an error: dead connections are replaced, not handed out.
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, timeout=30,
+                                   check=ConnectionPool.check_connection,
                                    kwargs={"autocommit": True, "connect_timeout": 10,
                                            "application_name": "runbook-bot"})
         try:
             self.pool.open(wait=True, timeout=15)
         except PoolTimeout:
             self.pool.close()
-            raise StoreFault(self.path, self._unreachable_reason()) from None
-        try:
-            with self.pool.connection() as raw:
-                self.schema_version = store_pg_schema.migrate(raw, self.path)[1]
-        except BaseException:
-            self.pool.close()
-            raise
+            raise StoreFault(self.path, "cannot open connections to the PostgreSQL store within 15 s; "
+                                        "check RUNBOOK_BOT_DB / DATABASE_URL") from None
 
-    def _unreachable_reason(self) -> str:
-        try:
-            psycopg.connect(self.url, connect_timeout=5).close()
-        except psycopg.Error as exc:
-            first = secrets.redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
-            return f"cannot connect to the PostgreSQL store ({first}); check RUNBOOK_BOT_DB / DATABASE_URL"
-        return "cannot connect to the PostgreSQL store within 15 s; check RUNBOOK_BOT_DB / DATABASE_URL"
+    @staticmethod
+    def _unreachable(exc: psycopg.Error) -> str:
+        lines = str(exc).strip().splitlines()
+        first = secrets.redact(lines[0]) if lines else type(exc).__name__
+        return f"cannot connect to the PostgreSQL store ({first}); check RUNBOOK_BOT_DB / DATABASE_URL"
 
     # -- connections ------------------------------------------------------------------------------
 

@@ -105,6 +105,7 @@ def migrate(conn: Any, where: str, migrations: Sequence[PgMigration] = MIGRATION
         except (StoreFault, psycopg.OperationalError):
             raise  # the store explains a lost connection; a refusal is already one line
         except Exception as exc:
-            raise StoreFault(where, f"schema migration {migration.version} ({migration.what}) failed: {exc}; "
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreFault(where, f"schema migration {migration.version} ({migration.what}) failed: {first}; "
                                     f"the store stays at version {stored_version(conn)}") from exc
     return found or 0, stored_version(conn)

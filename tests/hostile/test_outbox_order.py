@@ -12,7 +12,7 @@ import pytest
 
 from bot.chat.slack.channel import SlackChannel
 from bot.chat.slack.web import MAX_BACKOFF, Poster, make_client
-from bot.engine.store import Store
+from bot.engine.store import Store, open_store
 from tests.fixtures.slack import BOT_TOKEN, wait_for
 from tests.test_slack_messages import make_run, make_step
 
@@ -26,10 +26,10 @@ class Clock:
 
 
 @pytest.fixture
-def parts(slack_api, tmp_path):
+def parts(slack_api, store_where):
     clock = Clock()
     poster = Poster(make_client(BOT_TOKEN, base_url=slack_api.base_url, max_retries=0),
-                    Store(tmp_path / "store.sqlite"), clock=clock)
+                    open_store(store_where), clock=clock)
     channel = SlackChannel(poster, default_channel="C0OPS")
     yield poster, channel, clock
     channel.close()
