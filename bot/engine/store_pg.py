@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -69,7 +69,7 @@ class _Conn:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> dialect.Result:
         with self.raw.cursor() as cursor:
-            return dialect.run(cursor, sql, params, self._store.primary_key)
+            return dialect.run(cursor, sql, params, self._store.translated)
 
     @property
     def in_transaction(self) -> bool:
@@ -77,17 +77,28 @@ class _Conn:
 
 
 class _Pooled:
-    """What `conn()` returns outside a transaction: each statement on a pooled autocommit connection."""
+    """What `conn()` returns outside a transaction: each statement on a pooled autocommit connection.
+
+    A pooled connection can be dead (the server restarted, a fail-over, an idle timeout) without the
+    pool knowing; checking each one as it leaves the pool would cost a round trip per statement. So a
+    read that fails on a lost connection is asked once more, on a fresh one (psycopg_pool discards the
+    broken connection when it comes back); a write is never repeated (it may have been applied)."""
 
     def __init__(self, store: PgStore) -> None:
         self._store = store
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> dialect.Result:
-        try:
-            with self._store.pool.connection() as raw:
-                return _Conn(raw, self._store).execute(sql, params)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise self._store.explain(exc) from None
+        reads = sql.lstrip()[:6].upper() == "SELECT"
+        for attempt in (1, 2):
+            try:
+                with self._store.pool.connection() as raw:
+                    return _Conn(raw, self._store).execute(sql, params)
+            except psycopg.OperationalError as exc:
+                if not (reads and attempt == 1):
+                    raise self._store.explain(exc) from None
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise self._store.explain(exc) from None
+        raise AssertionError("unreachable")
 
     in_transaction = False
 
@@ -109,10 +120,8 @@ class PgStore(Store):
                 self.schema_version = store_pg_schema.migrate(raw, self.path)[1]
         except psycopg.OperationalError as exc:
             raise StoreFault(self.path, self._unreachable(exc)) from None
-        # `check` tests a connection as it leaves the pool (one round trip), so a server restart or a
-        # fail-over costs no request an error: dead connections are replaced, not handed out.
+        self._sql: dict[str, str] = {}
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, timeout=30,
-                                   check=ConnectionPool.check_connection,
                                    kwargs={"autocommit": True, "connect_timeout": 10,
                                            "application_name": "runbook-bot"})
         try:
@@ -151,19 +160,38 @@ class PgStore(Store):
         """One transaction holding the store's write lock (see the module docstring)."""
         if getattr(self._local, "tx", None) is not None:
             raise RuntimeError("store transactions do not nest")
+        stack = self._begin()
         body_done = False
         try:
-            with self.pool.connection() as raw:
-                with raw.transaction():
-                    raw.execute("SELECT pg_advisory_xact_lock(%s)", (store_pg_schema.WRITE_LOCK,))
-                    self._local.tx = _Conn(raw, self)
-                    try:
-                        yield self._local.tx
-                    finally:
-                        self._local.tx = None
-                    body_done = True
+            with stack:
+                self._local.tx = _Conn(stack.raw, self)
+                try:
+                    yield self._local.tx
+                finally:
+                    self._local.tx = None
+                body_done = True
         except (psycopg.Error, PoolTimeout) as exc:
             raise self.explain(exc, committing=body_done) from None
+
+    def _begin(self) -> ExitStack:
+        """A pooled connection in a transaction holding WRITE_LOCK. A connection found dead at BEGIN
+        (nothing done yet) is dropped and the start tried once more, on a fresh one."""
+        for attempt in (1, 2):
+            stack = ExitStack()
+            try:
+                raw = stack.enter_context(self.pool.connection())
+                stack.enter_context(raw.transaction())
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", (store_pg_schema.WRITE_LOCK,))
+                stack.raw = raw  # type: ignore[attr-defined]
+                return stack
+            except psycopg.OperationalError as exc:
+                stack.__exit__(type(exc), exc, exc.__traceback__)  # the pool discards the broken connection
+                if attempt == 2:
+                    raise self.explain(exc) from None
+            except (psycopg.Error, PoolTimeout) as exc:
+                stack.__exit__(type(exc), exc, exc.__traceback__)
+                raise self.explain(exc) from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.pool.close()
@@ -172,6 +200,13 @@ class PgStore(Store):
 
     def _create_schema(self) -> None:  # migrations run in __init__, on a pooled connection
         pass
+
+    def translated(self, sql: str) -> str:
+        """The PostgreSQL text of one of the store's statements (translated once)."""
+        text = self._sql.get(sql)
+        if text is None:
+            text = self._sql[sql] = dialect.translate(sql, self.primary_key)
+        return text
 
     def primary_key(self, table: str) -> tuple[str, ...]:
         """The primary key columns of `table` (for upserts), from the catalog, cached."""

@@ -114,9 +114,12 @@ class Result:
         return iter(self.fetchall())
 
 
-def run(cursor: Any, sql: str, params: Sequence[Any] | None, primary_key: Callable[[str], Sequence[str]]) -> Result:
-    """Execute one store statement on a psycopg cursor and fetch what it returned."""
-    cursor.execute(translate(sql, primary_key), tuple(params) if params is not None else None)
+def run(cursor: Any, sql: str, params: Sequence[Any] | None, translated: Callable[[str], str]) -> Result:
+    """Execute one store statement on a psycopg cursor and fetch what it returned.
+
+    `translated` maps a statement to its PostgreSQL text (`translate` bound to a store's keys, cached:
+    the store runs a few dozen distinct statements millions of times)."""
+    cursor.execute(translated(sql), tuple(params) if params is not None else None)
     if cursor.description is None:
         return Result([], cursor.rowcount)
     names = tuple(col.name for col in cursor.description)
