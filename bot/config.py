@@ -52,6 +52,19 @@ def store_location() -> str:
     return str(store_path())
 
 
+def lease_seconds() -> float:
+    """How long a replica's lease on the watch scheduler lasts without renewal (`RUNBOOK_BOT_LEASE_SECONDS`,
+    default 30): when its holder dies, another replica takes over within this, plus a third of it."""
+    raw = os.environ.get("RUNBOOK_BOT_LEASE_SECONDS", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 1.0 <= value <= 3600.0:
+        raise ValueError(f"RUNBOOK_BOT_LEASE_SECONDS={raw!r}: give seconds between 1 and 3600")
+    return value
+
+
 def runbooks_dir() -> Path:
     """Where runbooks are found by name (`RUNBOOK_BOT_RUNBOOKS`, default the shipped `runbooks/`)."""
     explicit = os.environ.get("RUNBOOK_BOT_RUNBOOKS")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -13,12 +14,20 @@ from slack_sdk.signature import SignatureVerifier
 from tests.fixtures.slack import SIGNING_SECRET
 
 
+_TRIGGERS = itertools.count(1)
+
+
+def trigger_id(kind: int, user: str) -> str:
+    """Unique per invocation, as Slack's are (a redelivery repeats it; a new click never does)."""
+    return f"{time.time():.0f}.{next(_TRIGGERS)}.{kind}.{user}"
+
+
 def command_body(text: str, *, user: str, channel: str = "C0OPS", response_url: str = "") -> str:
     return urlencode({
         "token": "legacy-verification-token", "team_id": "T0FAKE", "team_domain": "fake", "channel_id": channel,
         "channel_name": "ops", "user_id": user, "user_name": user.lower(), "command": "/runbook", "text": text,
         "api_app_id": "A111", "is_enterprise_install": "false", "response_url": response_url,
-        "trigger_id": f"{time.time():.0f}.1.{user}",
+        "trigger_id": trigger_id(1, user),
     })
 
 
@@ -35,7 +44,7 @@ def click_payload(action: dict[str, Any], *, user: str, channel: str = "C0OPS", 
         "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0FAKE"},
         "team": {"id": "T0FAKE", "domain": "fake"},
         "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
-        "channel": {"id": channel, "name": "ops"}, "trigger_id": f"{time.time():.0f}.2.{user}",
+        "channel": {"id": channel, "name": "ops"}, "trigger_id": trigger_id(2, user),
         "response_url": response_url,
         "actions": [{"type": "button", "action_id": action["action_id"], "block_id": action.get("block_id", "b"),
                      "value": action.get("value", ""), "text": action.get("text", {"type": "plain_text", "text": "x"}),
@@ -48,7 +57,7 @@ def view_payload(view: dict[str, Any], typed: str, *, user: str) -> dict[str, An
         "type": "view_submission", "api_app_id": "A111", "token": "legacy-verification-token",
         "team": {"id": "T0FAKE", "domain": "fake"},
         "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0FAKE"},
-        "trigger_id": f"{time.time():.0f}.3.{user}",
+        "trigger_id": trigger_id(3, user),
         "view": {**view, "id": "V0001", "team_id": "T0FAKE", "hash": "h",
                  "state": {"values": {"confirm_input": {"confirm_value": {"type": "plain_text_input", "value": typed}}}}},
     }
@@ -79,7 +88,7 @@ def submission_payload(view: dict[str, Any], values: dict[str, dict[str, Any]], 
         "type": "view_submission", "api_app_id": "A111", "token": "legacy-verification-token",
         "team": {"id": "T0FAKE", "domain": "fake"},
         "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0FAKE"},
-        "trigger_id": f"{time.time():.0f}.3.{user}",
+        "trigger_id": trigger_id(3, user),
         "view": {**view, "id": view_id, "team_id": "T0FAKE", "hash": "h", "state": {"values": values}},
     }
 
@@ -91,7 +100,7 @@ def view_action_payload(view: dict[str, Any], action: dict[str, Any], *, user: s
         "type": "block_actions", "api_app_id": "A111", "token": "legacy-verification-token",
         "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0FAKE"},
         "team": {"id": "T0FAKE", "domain": "fake"}, "container": {"type": "view", "view_id": view_id},
-        "trigger_id": f"{time.time():.0f}.4.{user}",
+        "trigger_id": trigger_id(4, user),
         "view": {**view, "id": view_id, "team_id": "T0FAKE", "hash": "h", "state": {"values": {}}},
         "actions": [{**action, "action_ts": f"{time.time():.6f}"}],
     }

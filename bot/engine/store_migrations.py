@@ -74,9 +74,17 @@ def _v2_undo_and_rendered_targets(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
+def _v3_leases(conn: sqlite3.Connection) -> None:
+    # Named leases (`bot.engine.leases`): the watch scheduler and the Slack outbox drainer, one
+    # holder each across replicas. The watch's older `watch_leases` rows expire on their own.
+    conn.execute("CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, owner TEXT, expires_at REAL,"
+                 " acquired_at REAL)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, steps, approvals, events, locks", _v1_first_release),
     Migration(2, "write-ahead undo, apply_started, rendered targets", _v2_undo_and_rendered_targets),
+    Migration(3, "named leases (one watch scheduler, one outbox drainer)", _v3_leases),
 )
 LATEST = MIGRATIONS[-1].version
 

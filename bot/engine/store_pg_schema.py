@@ -72,9 +72,15 @@ def _statements(sqls: Sequence[str]) -> Callable[[Any], None]:
     return apply
 
 
+_V3 = (
+    "CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, owner TEXT, expires_at DOUBLE PRECISION,"
+    " acquired_at DOUBLE PRECISION)",
+)
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "runs, steps, approvals, events, locks", _statements(_V1)),
     PgMigration(2, "write-ahead undo, apply_started, rendered targets", _statements(_V2)),
+    PgMigration(3, "named leases (one watch scheduler, one outbox drainer)", _statements(_V3)),
 )
 assert MIGRATIONS[-1].version == LATEST, "a store migration needs its PostgreSQL twin (store_pg_schema.py)"
 

@@ -7,5 +7,5 @@
     scheduler.py  APScheduler jobs rebuilt from the store; one scheduler per store (a lease)
     summary.py    the summary and alert dicts posted through the engine's Channel
     render.py     console_lines(summary): the console front end's rendering
-    tables.py     the `watches`, `samples` and `watch_leases` tables
+    tables.py     the `watches` and `samples` tables
 """

@@ -14,8 +14,8 @@ Why it is shaped like this:
   a restart loses no watch, and a job that fires calls `service.run_due_tick`, which claims the
   tick with a compare-and-set on `tick_no`: a tick happens once even if two schedulers fire it.
 - **One scheduler per store.** APScheduler starts once per process, and `serve --http` may run
-  several worker processes (a known trap: flask-apscheduler #51). Schedulers compete for a lease
-  row in `watch_leases` (owner, expiry); only the holder keeps watch jobs. It renews the lease
+  several worker processes (a known trap: flask-apscheduler #51). Schedulers compete for the
+  store's `watch-scheduler` lease (`bot.engine.leases`); only the holder keeps watch jobs. It renews the lease
   every `lease_seconds / 3`; when it dies, another worker takes over within `lease_seconds`.
 - **Missed ticks coalesce.** After downtime the store's `next_due` is in the past; the first tick
   taken covers all missed slots at once and reports the gap (`gap_seconds`), then the schedule
@@ -39,12 +39,13 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.engine.leases import Lease
 from bot.steps.context import SystemClock
 from bot.watch import service, tables
 
 log = logging.getLogger(__name__)
 
-LEASE_KEY = "scheduler"
+LEASE_KEY = "watch-scheduler"
 SYNC_JOB = "watch-sync"
 
 _local: weakref.WeakSet[WatchScheduler] = weakref.WeakSet()
@@ -71,6 +72,7 @@ class WatchScheduler:
         self.clock = clock or SystemClock()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
+        self.lease = Lease(store, LEASE_KEY, owner=self.owner, seconds=lease_seconds, clock=self.clock.now)
         self.run_view = run_view
         self.paused = paused
         self.running = False
@@ -105,26 +107,16 @@ class WatchScheduler:
                 self._aps.shutdown(wait=False)
                 self.running = False
         if release:
-            with self.store.transaction() as conn:
-                conn.execute(f"DELETE FROM {tables.LEASES} WHERE key = ? AND owner = ?", (LEASE_KEY, self.owner))
+            self.lease.release()
 
     # -- the lease ------------------------------------------------------------------------------
 
     def acquire_lease(self) -> bool:
         """Take or renew the lease; False while another live scheduler holds it."""
-        now = self.clock.now()
-        with self.store.transaction() as conn:
-            row = conn.execute(f"SELECT owner, expires_at FROM {tables.LEASES} WHERE key = ?", (LEASE_KEY,)).fetchone()
-            if row is not None and row["owner"] != self.owner and row["expires_at"] > now:
-                return False
-            conn.execute(f"INSERT OR REPLACE INTO {tables.LEASES}(key, owner, expires_at) VALUES (?, ?, ?)",
-                         (LEASE_KEY, self.owner, now + self.lease_seconds))
-            return True
+        return self.lease.acquire()
 
     def holds_lease(self) -> bool:
-        row = self.store.conn().execute(f"SELECT owner, expires_at FROM {tables.LEASES} WHERE key = ?",
-                                        (LEASE_KEY,)).fetchone()
-        return row is not None and row["owner"] == self.owner and row["expires_at"] > self.clock.now()
+        return self.lease.held()
 
     # -- jobs -----------------------------------------------------------------------------------
 

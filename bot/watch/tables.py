@@ -1,4 +1,4 @@
-"""The watch's own tables in the store: `watches`, `samples`, `watch_leases`.
+"""The watch's own tables in the store: `watches`, `samples` (the scheduler's lease is the engine's).
 
     from bot.watch import tables
     tables.ensure(store)
@@ -9,7 +9,7 @@ secrets), the schedule (`started_at`, `every`, `until`, `next_due`, `tick_no`) a
 from tick to tick (baseline profiles, probe failure streaks, file offsets, which signals were
 already alerted). `tick_no` is the compare-and-set guard that makes a tick happen once however
 many schedulers race for it. `samples` holds every signal's reading of every tick (the sparkline
-and the chart are drawn from it). `watch_leases` holds the scheduler lease (see `scheduler`).
+and the chart are drawn from it). The scheduler's lease is a row of the engine's `leases` table (`bot.engine.leases`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from bot import secrets
 
 WATCHES = "watches"
 SAMPLES = "samples"
-LEASES = "watch_leases"
 
 _JSON_COLUMNS = ("spec", "targets", "baselines", "carry", "alerted")
 
@@ -48,8 +47,8 @@ def ensure(store: Any) -> None:
         "run_id": str, "tick_no": int, "signal": str, "name": str, "at": float, "value": float,
         "baseline": float, "state": str, "unit": str, "threshold": str, "detail": str, "data": str,
     }, pk=("run_id", "tick_no", "signal"))
-    store.ensure_table(LEASES, {"key": str, "owner": str, "expires_at": float}, pk="key")
-    store.conn().execute(f"CREATE INDEX IF NOT EXISTS watches_state ON {WATCHES}(state)")
+    with store.transaction() as conn:  # under the store's write lock: replicas starting together race here
+        conn.execute(f"CREATE INDEX IF NOT EXISTS watches_state ON {WATCHES}(state)")
     store._watch_tables_ready = True
 
 

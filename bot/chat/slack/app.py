@@ -24,21 +24,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_bolt import App, BoltContext
+from slack_bolt import App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 
-from bot import config
+from bot import config, secrets
 from bot.chat.slack import listeners
 from bot.chat.slack.channel import SlackChannel
+from bot.chat.slack.deliveries import Deliveries, delivery_key
 from bot.chat.slack.directory import SlackDirectory
 from bot.chat.slack.home import HomeChannel, HomePublisher, ThreadLinks
 from bot.chat.slack.service import SlackService
 from bot.chat.slack.settings import SlackSettings
 from bot.chat.slack.web import OutboxWorker, Poster, make_client
 from bot.engine.channel import FanoutChannel
+from bot.engine.leases import Lease
+from bot.engine.liveness import process_token
 from bot.engine.runner import Runner
 from bot.engine.store import Store
 from bot.watch.scheduler import WatchScheduler
+
+OUTBOX_LEASE = "slack-outbox"
+OUTBOX_LEASE_SECONDS = 15.0  # three flush intervals: a dead drainer's queue waits at most this long
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +136,17 @@ def build_app(*, client: WebClient, signing_secret: str | None, service: Any, wo
         logger=logging.getLogger("runbook_bot.slack.bolt"),
     )
 
+    deliveries = Deliveries(service.store)
+
+    @app.middleware
+    def once(body: dict[str, Any], next: Any) -> BoltResponse | None:  # noqa: A002 (bolt's name)
+        # First: a delivery another replica (or socket) already took is acknowledged and dropped.
+        if not deliveries.claim(body):
+            log.info("a repeated Slack delivery (%s) was acknowledged and dropped", delivery_key(body))
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
     @app.middleware
     def inject(context: BoltContext, next: Any) -> None:  # noqa: A002 (bolt's name)
         context["service"] = service
@@ -173,15 +190,17 @@ class SlackBot:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """What GET /healthz reports: the store answers, the outbox, and the socket's liveness."""
-        report: dict[str, Any] = {}
+        report: dict[str, Any] = {"replica": process_token()}
         ok = True
         try:
             self.store.conn().execute("SELECT COUNT(*) FROM runs").fetchone()
-            report["store"] = {"ok": True, "path": self.store.path}
+            report["store"] = {"ok": True, "path": self.store.path,
+                               "backend": "postgresql" if self.store.path.startswith("postgresql://") else "sqlite"}
             report["outbox_pending"] = len(self.poster.pending())
+            report["leases"] = self._leases()
         except Exception as exc:  # a health check reports any failure instead of raising it
             ok = False
-            report["store"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            report["store"] = {"ok": False, "error": secrets.redact(f"{type(exc).__name__}: {exc}")}
         if self.socket is not None:
             socket_health = self.socket.health()
             report["socket_mode"] = socket_health
@@ -189,6 +208,21 @@ class SlackBot:
         report["mode"] = "socket" if self.socket is not None else "http"
         report["ok"] = ok
         return ok, report
+
+    def _leases(self) -> dict[str, Any]:
+        """Per lease this replica competes for: whether it holds it, and who does."""
+        mine = {"outbox": self.outbox.lease}
+        if self.watch_scheduler is not None:
+            mine["watch_scheduler"] = self.watch_scheduler.lease
+        out = {}
+        for name, lease in mine.items():
+            if lease is None:
+                continue
+            holder = lease.holder()
+            live = holder is not None and holder["expires_at"] > lease.now()
+            out[name] = {"held_here": bool(live and holder["owner"] == lease.owner),
+                         "holder": holder["owner"] if live else None}
+        return out
 
     def start_background(self, *, watches: bool = True) -> None:
         """The outbox worker and the watch scheduler (scheduled watch summaries post to Slack)."""
@@ -202,7 +236,8 @@ class SlackBot:
             self.reminders.start()
         if watches and self.watch_scheduler is None:
             # the engine's channel: summaries and alerts reach the thread, the App Home and the breach pager
-            self.watch_scheduler = WatchScheduler(self.store, self.runner.channel, run_view=self.runner.view)
+            self.watch_scheduler = WatchScheduler(self.store, self.runner.channel, run_view=self.runner.view,
+                                                  lease_seconds=config.lease_seconds())
             self.watch_scheduler.start()
 
     def close(self, *, wait_for_steps: bool = True) -> None:
@@ -257,4 +292,6 @@ def build(settings: SlackSettings, *, store: Store | None = None, runner_workers
                     service=service, work=work, gate=gate)
     return SlackBot(settings=settings, store=store, client=client, poster=poster, channel=channel,
                     directory=directory, runner=runner, service=service, work=work, app=app,
-                    outbox=OutboxWorker(poster), gate=gate, home=home, reminders=reminders)
+                    outbox=OutboxWorker(poster, lease=Lease(store, OUTBOX_LEASE, owner=process_token(),
+                                                            seconds=OUTBOX_LEASE_SECONDS)),
+                    gate=gate, home=home, reminders=reminders)

@@ -280,20 +280,33 @@ class Poster:
 
 
 class OutboxWorker(threading.Thread):
-    """Flushes the outbox every `interval` seconds until `stop()`."""
+    """Flushes the outbox every `interval` seconds until `stop()`, while it holds `lease`.
 
-    def __init__(self, poster: Poster, interval: float = 5.0) -> None:
+    With replicas on one store every one runs a worker, but only the holder of the store's
+    `slack-outbox` lease (`bot.engine.leases`) drains: two drainers would both read the same pending
+    row and post it twice. When the holder dies its lease runs out and another replica's worker
+    takes over at its next turn.
+    """
+
+    def __init__(self, poster: Poster, interval: float = 5.0, *, lease: Any = None) -> None:
         super().__init__(name="slack-outbox", daemon=True)
         self.poster = poster
         self.interval = interval
+        self.lease = lease
         self._stop = threading.Event()
 
     def run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.poster.flush()
+                if self.lease is None or self.lease.acquire():
+                    self.poster.flush()
             except Exception:  # the worker must outlive one bad flush (a store hiccup); it is logged
                 log.exception("outbox flush failed; will try again")
 
     def stop(self) -> None:
         self._stop.set()
+        if self.lease is not None:
+            try:
+                self.lease.release()
+            except Exception:  # a store gone at shutdown: the lease expires on its own
+                log.warning("could not release the outbox lease; it expires in %.0f s", self.lease.seconds)
