@@ -41,6 +41,8 @@ from botocore.validate import validate_parameters
 from dockerfile_parse import DockerfileParser
 
 from bot import config
+from bot.engine.store_faults import StoreFault
+from bot.engine.store_placement import check_durable
 from tests.fixtures import do_contract
 from tests.fixtures.slack import BOT_TOKEN, SIGNING_SECRET, wait_for
 
@@ -262,6 +264,8 @@ def test_compose_starts_the_bot_on_the_postgres_service_once_it_is_healthy(monke
     volume = postgres["volumes"][0].split(":")[0]
     assert volume in compose["volumes"]  # a named volume, not the container's file system
     assert bot["depends_on"]["postgres"]["condition"] == "service_healthy"
+    state = {v.split(":")[1]: v.split(":")[0] for v in bot["volumes"]}
+    assert state[_env_defaults()["RUNBOOK_BOT_STATE_DIR"]] in compose["volumes"]  # the key survives a rebuild
     assert (ROOT / bot["build"]["context"] / "Dockerfile").is_file() and "3000:3000" in bot["ports"]
 
     env = {k: _interpolate(str(v), {}) for k, v in bot["environment"].items()}
@@ -337,6 +341,24 @@ def test_the_app_spec_builds_the_image_health_checks_it_and_binds_the_managed_da
     for key, env in envs.items():
         if SECRET_NAME.search(key) and key != "RUNBOOK_BOT_DB":
             assert env.get("type") == "SECRET" and "value" not in env, f"{APP_SPEC.name}: envs: {key}"
+
+
+def test_without_its_database_binding_the_app_spec_refuses_a_sqlite_store():
+    # what RUNBOOK_BOT_FS=ephemeral is there for: a file on the component's own disk would be lost
+    (service,) = _app_spec()["services"]
+    env = {e["key"]: e.get("value", "") for e in service["envs"] if e["key"] != "RUNBOOK_BOT_DB"}
+    with pytest.raises(StoreFault, match="RUNBOOK_BOT_FS=ephemeral"):
+        check_durable("/app/state/runbook-bot.sqlite", env)  # not on a mounted volume
+    check_durable("/app/state/runbook-bot.sqlite", {**env, "RUNBOOK_BOT_EPHEMERAL_OK": "1"})  # the trial switch
+
+
+# -- the Procfile (Heroku) ---------------------------------------------------------------------------
+
+def test_the_procfile_runs_the_images_command_on_herokus_port():
+    processes = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    entrypoint = " ".join(json.loads(_final("ENTRYPOINT")[-1]))
+    assert processes["web"] == f"{entrypoint} --port $PORT"  # HTTP, as the image
+    assert processes["worker"] == "runbook-bot serve"  # Socket Mode: no public URL
 
 
 # -- the ECS task definition -------------------------------------------------------------------------
