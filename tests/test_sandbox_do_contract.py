@@ -12,43 +12,16 @@ Two checks, both against the vendored contract (`tests/contracts/digitalocean/op
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from pathlib import Path
 
 import requests
-import yaml
 
 from bot.platforms.digitalocean import app_logs, apps, databases
 from bot.runbook.targets import DoAppTarget
 from bot.sandbox.digitalocean import DigitalOceanStandIn
+from tests.fixtures.do_contract import properties as _properties
+from tests.fixtures.do_contract import resolve as _resolve
+from tests.fixtures.do_contract import spec as _spec
 from tests.fixtures.do_fake import replay_on_prism
-
-CONTRACT = Path(__file__).resolve().parent / "contracts" / "digitalocean" / "openapi.yaml"
-
-
-@lru_cache(maxsize=1)
-def _spec() -> dict:
-    return yaml.load(CONTRACT.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-
-
-def _resolve(node: dict) -> dict:
-    spec = _spec()
-    while isinstance(node, dict) and "$ref" in node:
-        target = spec
-        for part in node["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
-def _properties(schema: dict) -> dict:
-    """A schema's properties, through $ref, allOf and the like."""
-    schema = _resolve(schema)
-    props = dict(schema.get("properties", {}))
-    for key in ("allOf", "anyOf", "oneOf"):
-        for part in schema.get(key, []):
-            props.update(_properties(part))
-    return props
 
 
 def _operation_schema(method: str, path: str) -> dict:
