@@ -47,14 +47,15 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home runbook \
  && mkdir -p /var/lib/runbook-bot && chown runbook:runbook /var/lib/runbook-bot
 
-# The SQLite store and the fingerprint key live in the state dir; it is a volume so they survive a new
-# container (a named volume copies this folder's ownership on first use). With RUNBOOK_BOT_DB or
-# DATABASE_URL naming PostgreSQL only the fingerprint key is kept there (set RUNBOOK_BOT_FINGERPRINT_KEY
-# to share one key across replicas).
+# The SQLite store and the fingerprint key live in the state dir. No VOLUME here on purpose: an
+# anonymous volume is a mount point that Fargate and Kubernetes throw away with the task, and the
+# bot's ephemeral-disk check (bot/engine/store_placement.py) would take it for durable storage. Mount
+# a real one (`-v runbook-state:/var/lib/runbook-bot`, EFS, a Fly volume; a named volume copies this
+# folder's ownership on first use) or, for a deploy, use PostgreSQL (RUNBOOK_BOT_DB / DATABASE_URL)
+# with RUNBOOK_BOT_FINGERPRINT_KEY set, which the bot then requires.
 ENV RUNBOOK_BOT_STATE_DIR=/var/lib/runbook-bot \
     PORT=3000 \
     PYTHONUNBUFFERED=1
-VOLUME ["/var/lib/runbook-bot"]
 WORKDIR /app
 USER runbook
 
