@@ -14,20 +14,25 @@ slow this process's load generator) and two servers, each a subprocess on the sa
    every transition (each recorded approval) re-publishes their Homes (`views.publish`, coalesced per
    viewer) while the load runs.
 
+3. two replicas of ours on one PostgreSQL store (a fresh database on `--postgres`, default the local
+   server; skipped with a line saying so when there is none), with the same runs and Homes, the load
+   spread round-robin across them as a load balancer would.
+
 Each gets the same load: signed button clicks (Approve on the fourth run, from 250 different
 members: 19 approvals recorded, one that completes the quorum, the rest refused as already
 decided, each answered ephemerally) and slash commands (`status`, `help`), at concurrency 25.
 Latency is the client's time from sending the request to reading Slack's 200: the ack.
 
-Both servers are up for the whole measurement and get the load in alternating rounds of 50
-requests (which one goes first alternates too), so whatever else the machine is doing affects both
-alike. Ours is frozen (SIGSTOP) while the baseline is measured, so its background work cannot
+All servers are up for the whole measurement and get the load in rotating rounds of 50 requests
+(which one goes first rotates too), so whatever else the machine is doing affects them alike. Each
+of ours is frozen (SIGSTOP) while another target is measured, so its background work cannot
 land in the baseline's rounds. Before each round the server that goes next gets an unmeasured warm-up burst (an idle
 server answers its first burst slowly, and ours is never idle: its runs keep it warm). After each
 of our rounds (and warm-ups) the benchmark waits until the work behind the acks is done (every
 answer sent), so our leftover work never lands in the baseline's round and flatters the ratio.
 
-Pass: p99 under 100 ms, nothing over 3 s, and our p99 within 1.5x of the bare app's. The server's
+Pass: p99 under 100 ms, nothing over 3 s, and our p99 within 1.5x of the bare app's; and the two
+replicas on PostgreSQL: p99 under 100 ms and within 1.5x of the single SQLite replica's p99. The server's
 CPU per request is printed too: ours does about three times the bare app's work per request, and
 still acks as fast because the work gives way to acks in flight (`bot.chat.slack.app.AckGate`).
 On a small shared machine p99 of 200 samples is noisy; the full run (500) is steadier.
@@ -47,7 +52,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +76,7 @@ ROUND = 50  # requests per round; rounds alternate between the two servers
 TARGET_RATIO = 1.5
 TARGET_P99_MS = 100.0
 HOME_VIEWERS = 25  # users whose App Home is published on every transition that concerns them
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 BLOCKING = """\
 name: block
@@ -209,15 +218,18 @@ def requests_for(count: int, fake: RemoteFake, button: dict) -> list[str]:
 _local = threading.local()
 
 
-def load(url: str, bodies: list[str], pool: ThreadPoolExecutor) -> list[float]:
+def load(urls: str | list[str], bodies: list[str], pool: ThreadPoolExecutor) -> list[float]:
     """POST every body (signed just before sending) at `CONCURRENCY`; each latency in seconds.
 
+    With several `urls` (replicas behind a load balancer) the bodies go round-robin across them.
     http.client with one keep-alive connection per thread and server: the lightest client the
     standard library has, so the client's own work disturbs the measurement as little as it can.
     """
-    port = int(url.split(":")[2].split("/")[0])
+    ports = [int(u.split(":")[2].split("/")[0]) for u in ([urls] if isinstance(urls, str) else urls)]
 
-    def one(body: str) -> float:
+    def one(item: tuple[int, str]) -> float:
+        index, body = item
+        port = ports[index % len(ports)]
         conns = getattr(_local, "conns", None)
         if conns is None:
             conns = _local.conns = {}
@@ -233,7 +245,7 @@ def load(url: str, bodies: list[str], pool: ThreadPoolExecutor) -> list[float]:
             raise SystemExit(f"request failed: {response.status}")
         return elapsed
 
-    return list(pool.map(one, bodies))
+    return list(pool.map(one, enumerate(bodies)))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -247,12 +259,131 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
 
 
+@dataclass
+class Target:
+    """One server under load: the bare app, ours on SQLite, or two replicas of ours on PostgreSQL."""
+
+    name: str
+    urls: list[str]
+    procs: list[subprocess.Popen]
+    fake: RemoteFake
+    busy: bool  # ours: background work follows each ack; it is waited for and frozen between rounds
+    bodies: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    setup_answers: int = 0
+
+    def signal(self, sig: int) -> None:
+        for proc in self.procs:
+            os.kill(proc.pid, sig)
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(proc.pid) for proc in self.procs)
+
+
+def prepare_bot(target: Target, pool: ThreadPoolExecutor, *, runs: bool) -> dict:
+    """Three runs on a blocking step and one whose step waits for 20 approvals; App Homes opened.
+    Returns the gate's Approve button."""
+    fake, urls = target.fake, target.urls
+    setup = [command_body(f"run block n={n}", user="UOPS", response_url=fake.response_url("run"))
+             for n in ((1, 2, 3) if runs else ())] + [command_body("run gate", user="UOPS",
+                                                                   response_url=fake.response_url("run"))]
+    load(urls, setup, pool)
+
+    def gate_button():
+        for m in fake.messages():
+            for b in m.get("blocks") or []:
+                for e in b.get("elements", []) if b["type"] == "actions" else []:
+                    if e["action_id"] == "step_approve":
+                        return {**e, "block_id": b["block_id"]}
+        return None
+
+    # App Home: the starter and 24 approvers have opened it, so every transition of these runs
+    # (each recorded approval among them) re-publishes their Homes during the measurement
+    viewers = ["UOPS"] + [f"U{i:07d}" for i in range(HOME_VIEWERS - 1)]
+    for n, user in enumerate(viewers):
+        body = event_body({"type": "app_home_opened", "user": user, "channel": f"D{user}", "tab": "home"})
+        port = int(urls[n % len(urls)].split(":")[2].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/slack/events", body=body.encode(), headers=event_headers(body))
+        if conn.getresponse().status != 200:
+            raise SystemExit("app_home_opened was refused")
+    wait_for(lambda: fake.count("views.publish") >= len(viewers), what=f"{target.name}: App Homes published")
+    button = wait_for(gate_button, what=f"{target.name}: the gate's Approve button")
+    if runs:
+        wait_for(lambda: blocking(fake) >= 3, what=f"{target.name}: three blocking steps applying")
+    target.setup_answers = len(setup)
+    return button
+
+
+def blocking(fake: RemoteFake) -> int:
+    return sum("applying" in (m.get("text") or "") and "hold" in (m.get("text") or "") for m in fake.messages())
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str | None]:
+    """A fresh database for the replicas' store (dropped after), or None when the server is not there."""
+    import psycopg
+
+    name = f"rb_ack_{os.getpid()}"
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        print(f"two replicas on PostgreSQL: skipped, {admin_url} is not reachable ({str(exc).splitlines()[0]})")
+        yield None
+        return
+    with admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            admin.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+def measure(targets: list[Target], count: int, pool: ThreadPoolExecutor) -> None:
+    """Interleaved rounds: whatever else the machine does hits every target alike."""
+    for n, i in enumerate(range(0, count, ROUND)):
+        # rotate which target goes first, so none always follows another's leftovers
+        order = targets[n % len(targets):] + targets[:n % len(targets)]
+        for target in order:
+            # Freeze the other bots while one is measured: their background (three runs, their
+            # progress edits) would otherwise land in its rounds.
+            for other in targets:
+                if other.busy:
+                    other.signal(signal.SIGCONT if other is target else signal.SIGSTOP)
+            # Warm the target that goes next (a server idle for a while answers its first burst
+            # slowly; ours is never idle, its runs keep it warm), and let the warm-up's work finish.
+            before = target.fake.count("response_url")
+            load(target.urls, [command_body("help", user="UWARM", response_url=target.fake.response_url("w"))
+                               for _ in range(CONCURRENCY)], pool)
+            if target.busy:
+                wait_for(lambda t=target, before=before: t.fake.count("response_url") >= before + CONCURRENCY,
+                         timeout=60, what="warm-up answered")
+                time.sleep(0.3)
+            answered_before_round = target.fake.count("response_url")
+            target.latencies.extend(load(target.urls, target.bodies[i:i + ROUND], pool))
+            if target.busy:
+                # let the work behind this round's acks finish before the next target's round, so it
+                # does not slow the next one down: every request is answered except the (at most 20)
+                # clicks that recorded an approval
+                expected = answered_before_round + ROUND - 20
+                wait_for(lambda t=target, expected=expected: t.fake.count("response_url") >= expected,
+                         timeout=60, what="round's work")
+                time.sleep(0.3)  # and the message edits that follow the answers
+    for target in targets:
+        if target.busy:
+            target.signal(signal.SIGCONT)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-runs", action="store_true", help=argparse.SUPPRESS)  # diagnosis: no busy runs
     parser.add_argument("--fake-slack", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--postgres", default=os.environ.get("RUNBOOK_BOT_BENCH_PG", DEFAULT_PG),
+                        help="admin URL of the PostgreSQL server for the two-replica run")
     args = parser.parse_args()
     if args.bare_server:
         bare_server(args.bare_server)
@@ -262,136 +393,117 @@ def main() -> int:
         return 0
     count = 200 if args.quick else 500
 
-    fake = RemoteFake(members=count)
     tmp = Path(tempfile.mkdtemp(prefix="slack-ack-"))
     (tmp / "runbooks").mkdir()
     (tmp / "runbooks" / "block.yaml").write_text(BLOCKING)
     (tmp / "runbooks" / "gate.yaml").write_text(GATE)
-    env = {**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-           "SLACK_API_URL": fake.base_url, "RUNBOOK_BOT_RUNBOOKS": str(tmp / "runbooks"),
-           "RUNBOOK_BOT_STATE_DIR": str(tmp / "state"), "RUNBOOK_BOT_FINGERPRINT_KEY": "bench"}
-    env.pop("SLACK_APP_TOKEN", None)
+    base_env = {**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "RUNBOOK_BOT_RUNBOOKS": str(tmp / "runbooks"), "RUNBOOK_BOT_FINGERPRINT_KEY": "bench"}
+    for name in ("SLACK_APP_TOKEN", "RUNBOOK_BOT_DB", "DATABASE_URL"):
+        base_env.pop(name, None)
     python = sys.executable
-    warm = [command_body("help", user="UWARM", response_url=fake.response_url("w")) for _ in range(50)]
-
-    bare_port, our_port = free_port(), free_port()
-    bare_proc = start([python, __file__, "--bare-server", str(bare_port)], env, bare_port, tmp / "bare.log")
-    our_proc = start([python, "-m", "bot", "serve", "--http", "--port", str(our_port)], env, our_port,
-                     tmp / "serve.log")
     pool = ThreadPoolExecutor(CONCURRENCY)
-    try:
-        bare_url = f"http://127.0.0.1:{bare_port}/slack/events"
-        url = f"http://127.0.0.1:{our_port}/slack/events"
-        # three runs on a blocking step, and one whose step waits for 20 approvals
-        setup = [command_body(f"run block n={n}", user="UOPS", response_url=fake.response_url("run"))
-                 for n in ((1, 2, 3) if not args.no_runs else ())] + [command_body("run gate", user="UOPS", response_url=fake.response_url("run"))]
-        load(url, setup, pool)
+    targets: list[Target] = []
+    with postgres_database(args.postgres) as pg_url, ExitStack() as cleanup:
+        def stop_all() -> None:
+            pool.shutdown()
+            for target in targets:
+                for proc in target.procs:
+                    os.kill(proc.pid, signal.SIGCONT)
+                    proc.terminate()
+                    proc.wait(15)
+                target.fake.close()
+        cleanup.callback(stop_all)
 
-        def gate_button():
-            for m in fake.messages():
-                for b in m.get("blocks") or []:
-                    for e in b.get("elements", []) if b["type"] == "actions" else []:
-                        if e["action_id"] == "step_approve":
-                            return {**e, "block_id": b["block_id"]}
-            return None
+        def bot(name: str, env_extra: dict[str, str], replicas: int) -> Target:
+            fake = RemoteFake(members=count)
+            procs, urls = [], []
+            for r in range(replicas):
+                port = free_port()
+                env = {**base_env, "SLACK_API_URL": fake.base_url,
+                       "RUNBOOK_BOT_STATE_DIR": str(tmp / f"state-{name}-{r}"), **env_extra}
+                procs.append(start([python, "-m", "bot", "serve", "--http", "--port", str(port)], env, port,
+                                   tmp / f"serve-{name}-{r}.log"))
+                urls.append(f"http://127.0.0.1:{port}/slack/events")
+            target = Target(name, urls, procs, fake, busy=True)
+            targets.append(target)
+            return target
 
-        def blocking() -> int:
-            return sum("applying" in (m.get("text") or "") and "hold" in (m.get("text") or "")
-                       for m in fake.messages())
+        bare_fake = RemoteFake(members=count)
+        bare_port = free_port()
+        bare_proc = start([python, __file__, "--bare-server", str(bare_port)],
+                          {**base_env, "SLACK_API_URL": bare_fake.base_url}, bare_port, tmp / "bare.log")
+        bare = Target("bare", [f"http://127.0.0.1:{bare_port}/slack/events"], [bare_proc], bare_fake, busy=False)
+        targets.append(bare)
+        ours = bot("sqlite", {}, 1)
+        pair = bot("pg-pair", {"RUNBOOK_BOT_DB": pg_url}, 2) if pg_url else None
 
-        # App Home: the starter and 24 approvers have opened it, so every transition of these runs
-        # (each recorded approval among them) re-publishes their Homes during the measurement
-        viewers = ["UOPS"] + [f"U{i:07d}" for i in range(HOME_VIEWERS - 1)]
-        for user in viewers:
-            body = event_body({"type": "app_home_opened", "user": user, "channel": f"D{user}", "tab": "home"})
-            conn = http.client.HTTPConnection("127.0.0.1", our_port, timeout=10)
-            conn.request("POST", "/slack/events", body=body.encode(), headers=event_headers(body))
-            if conn.getresponse().status != 200:
-                raise SystemExit("app_home_opened was refused")
-        wait_for(lambda: fake.count("views.publish") >= len(viewers), what="App Homes published")
-        button = wait_for(gate_button, what="the gate's Approve button")
-        if not args.no_runs:
-            wait_for(lambda: blocking() >= 3, what="three blocking steps applying")
-        load(bare_url, warm, pool)
-        load(url, warm, pool)
-        # the set-up's answers (run starts, warm-up) are in before counting starts
-        wait_for(lambda: fake.count("response_url") >= len(setup) + len(warm), timeout=60, what="set-up answered")
+        for target in targets:
+            if target.busy:
+                button = prepare_bot(target, pool, runs=not args.no_runs)
+                target.bodies = requests_for(count, target.fake, button)
+            else:
+                target.bodies = requests_for(count, target.fake, {"action_id": "step_approve", "block_id": "b",
+                                                                  "value": "{}"})
+            warm = [command_body("help", user="UWARM", response_url=target.fake.response_url("w")) for _ in range(50)]
+            load(target.urls, warm, pool)
+            if target.busy:  # the set-up's answers (run starts, warm-up) are in before counting starts
+                wait_for(lambda t=target: t.fake.count("response_url") >= t.setup_answers + len(warm), timeout=60,
+                         what=f"{target.name}: set-up answered")
         time.sleep(0.3)
 
-        # Interleaved rounds: whatever else the machine does hits both servers alike.
-        ours_bodies = requests_for(count, fake, button)
-        bare_bodies = requests_for(count, fake, button)
-        bare, ours = [], []
-        answered0 = fake.count("response_url")
-        published0 = fake.count("views.publish")
-        cpu_bare0, cpu_ours0 = cpu_seconds(bare_proc.pid), cpu_seconds(our_proc.pid)
-        for n, i in enumerate(range(0, count, ROUND)):
-            # alternate which server goes first, so neither always follows the other's leftovers
-            order = [("bare", bare_url, bare_bodies), ("ours", url, ours_bodies)]
-            for name, target, bodies in (order if n % 2 == 0 else order[::-1]):
-                # Freeze ours while the baseline is measured: its background (three runs, their
-                # progress edits) would otherwise land in the baseline's rounds, all the more since
-                # ours defers it while its own acks are in flight.
-                os.kill(our_proc.pid, signal.SIGSTOP if name == "bare" else signal.SIGCONT)
-                # Warm the server that goes next (a server idle for a while answers its first burst
-                # slowly; ours is never idle, its runs keep it warm, so without this the baseline
-                # would pay a cold start that ours does not), and let the warm-up's work finish.
-                before = fake.count("response_url")
-                load(target, [command_body("help", user="UWARM", response_url=fake.response_url("w"))
-                              for _ in range(CONCURRENCY)], pool)
-                if name == "ours":
-                    wait_for(lambda before=before: fake.count("response_url") >= before + CONCURRENCY,
-                             timeout=60, what="warm-up answered")
-                    time.sleep(0.3)
-                answered_before_round = fake.count("response_url")
-                latencies = load(target, bodies[i:i + ROUND], pool)
-                (bare if name == "bare" else ours).extend(latencies)
-                if name == "ours":
-                    # let the work behind this round's acks finish before the other server's round,
-                    # so ours does not slow the baseline down (both would look alike, and pass unfairly):
-                    # every request is answered except the (at most 20) clicks that recorded an approval
-                    expected = answered_before_round + ROUND - 20
-                    wait_for(lambda expected=expected: fake.count("response_url") >= expected,
-                             timeout=60, what="round's work")
-                    time.sleep(0.3)  # and the message edits that follow the answers
-        os.kill(our_proc.pid, signal.SIGCONT)
-        # every slash command is answered; every click too, except the 20 that recorded an approval
-        # (the count includes the warm-up bursts sent to ours)
+        answered0 = {t.name: t.fake.count("response_url") for t in targets}
+        published0 = {t.name: t.fake.count("views.publish") for t in targets}
+        cpu0 = {t.name: t.cpu() for t in targets}
+        measure(targets, count, pool)
         warmups = (count // ROUND) * CONCURRENCY
-        wait_for(lambda: fake.count("response_url") - answered0 >= count - 20 + warmups, timeout=60,
-                 what="every request answered after its ack")
-        bare_cpu = cpu_seconds(bare_proc.pid) - cpu_bare0
-        ours_cpu = cpu_seconds(our_proc.pid) - cpu_ours0
-        answered = fake.count("response_url") - answered0 - warmups
-        published = fake.count("views.publish") - published0
-        still_blocking = blocking()
-    finally:
-        pool.shutdown()
-        os.kill(our_proc.pid, signal.SIGCONT)
-        for proc in (bare_proc, our_proc):
-            proc.terminate()
-            proc.wait(15)
-        fake.close()
+        summary = {}
+        for target in targets:
+            if target.busy:
+                # every slash command is answered; every click too, except the 20 that recorded an approval
+                wait_for(lambda t=target: t.fake.count("response_url") - answered0[t.name] >= count - 20 + warmups,
+                         timeout=60, what=f"{target.name}: every request answered after its ack")
+            summary[target.name] = {
+                "cpu": target.cpu() - cpu0[target.name],
+                "answered": target.fake.count("response_url") - answered0[target.name] - warmups,
+                "published": target.fake.count("views.publish") - published0[target.name],
+                "blocking": blocking(target.fake) if target.busy else 0,
+            }
 
-    p50, p99 = pct(ours, 50), pct(ours, 99)
-    b50, b99 = pct(bare, 50), pct(bare, 99)
-    over = sum(1 for v in ours if v > 3.0)
+    p50, p99 = pct(ours.latencies, 50), pct(ours.latencies, 99)
+    b50, b99 = pct(bare.latencies, 50), pct(bare.latencies, 99)
+    over = sum(1 for v in ours.latencies if v > 3.0)
     ratio = p99 / b99 if b99 else float("inf")
     print(f"requests per server: {count} at concurrency {CONCURRENCY} (half clicks, half slash commands),"
-          f" in alternating rounds of {ROUND}")
-    print(f"bare bolt app : p50 {b50:6.1f} ms   p99 {b99:6.1f} ms   max {max(bare) * 1000:6.1f} ms")
-    print(f"serve --http  : p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   max {max(ours) * 1000:6.1f} ms"
-          f"   (3 runs blocking: {still_blocking >= 3}; answers sent: {answered})")
-    print(f"server CPU per request: bare {bare_cpu / count * 1000:.1f} ms, ours {ours_cpu / count * 1000:.1f} ms"
-          " (ours includes the work done after the ack)")
-    print(f"App Home      : {published} views.publish during the measurement ({HOME_VIEWERS} viewers)")
+          f" in rotating rounds of {ROUND}")
+    print(f"bare bolt app : p50 {b50:6.1f} ms   p99 {b99:6.1f} ms   max {max(bare.latencies) * 1000:6.1f} ms")
+    for target in [t for t in targets if t.busy]:
+        s = summary[target.name]
+        label = "serve --http" if target is ours else "2 replicas PG"
+        print(f"{label:14s}: p50 {pct(target.latencies, 50):6.1f} ms   p99 {pct(target.latencies, 99):6.1f} ms"
+              f"   max {max(target.latencies) * 1000:6.1f} ms   (3 runs blocking: {s['blocking'] >= 3}; "
+              f"answers sent: {s['answered']}; App Home publishes: {s['published']})")
+    print(f"server CPU per request: bare {summary['bare']['cpu'] / count * 1000:.1f} ms, ours "
+          f"{summary['sqlite']['cpu'] / count * 1000:.1f} ms (ours includes the work done after the ack)")
     print(f"acks over 3 s : {over}")
     print(f"p99 ratio     : {ratio:.2f} (target <= {TARGET_RATIO}, p99 < {TARGET_P99_MS:.0f} ms)")
     ok = over == 0 and p99 < TARGET_P99_MS and ratio <= TARGET_RATIO
-    print(json.dumps({"benchmark": "slack_ack", "requests": count, "concurrency": CONCURRENCY,
-                      "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "bare_p50_ms": round(b50, 1),
-                      "bare_p99_ms": round(b99, 1), "over_3s": over, "home_publishes": published, "ratio": round(ratio, 3),
-                      "target": TARGET_RATIO, "p99_target_ms": TARGET_P99_MS, "pass": ok}))
+    report = {"benchmark": "slack_ack", "requests": count, "concurrency": CONCURRENCY,
+              "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "bare_p50_ms": round(b50, 1),
+              "bare_p99_ms": round(b99, 1), "over_3s": over, "home_publishes": summary["sqlite"]["published"],
+              "ratio": round(ratio, 3), "target": TARGET_RATIO, "p99_target_ms": TARGET_P99_MS}
+    if pair is not None:
+        q99 = pct(pair.latencies, 99)
+        pair_over = sum(1 for v in pair.latencies if v > 3.0)
+        pair_ratio = q99 / p99 if p99 else float("inf")
+        print(f"replicas ratio: {pair_ratio:.2f} = p99 of two replicas on PostgreSQL / p99 of one on SQLite "
+              f"(target <= {TARGET_RATIO}, p99 < {TARGET_P99_MS:.0f} ms)")
+        pair_ok = pair_over == 0 and q99 < TARGET_P99_MS and pair_ratio <= TARGET_RATIO
+        report.update({"replicas_p99_ms": round(q99, 1), "replicas_ratio": round(pair_ratio, 3),
+                       "replicas_over_3s": pair_over, "replicas_pass": pair_ok})
+        ok = ok and pair_ok
+    report["pass"] = ok
+    print(json.dumps(report))
     return 0 if ok else 1
 
 

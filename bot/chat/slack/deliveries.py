@@ -12,8 +12,8 @@ replica to claim a delivery's id in the store handles it; the others acknowledge
 
 The id: an event's `event_id`; a slash command's or an interaction's `trigger_id` (unique per
 invocation, the same on a redelivery). A delivery with neither (rare payload kinds) is handled as
-it comes. Claims older than `KEEP_SECONDS` are dropped as new ones arrive (Slack redelivers within
-minutes, not hours).
+it comes. Claims older than `KEEP_SECONDS` are swept every `SWEEP_EVERY` claims (Slack redelivers
+within minutes, not hours).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 TABLE = "slack_deliveries"
 KEEP_SECONDS = 3600.0
+SWEEP_EVERY = 200  # claims between two sweeps of expired ones
 
 
 def delivery_key(body: dict[str, Any]) -> str | None:
@@ -41,6 +42,7 @@ class Deliveries:
     def __init__(self, store: Any, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.now = clock
+        self._since_sweep = 0
         store.ensure_table(TABLE, {"key": str, "at": float}, pk="key")
 
     def claim(self, body: dict[str, Any]) -> bool:
@@ -49,6 +51,13 @@ class Deliveries:
         if key is None:
             return True
         now = self.now()
-        with self.store.transaction() as conn:
-            conn.execute(f"DELETE FROM {TABLE} WHERE at < ?", (now - KEEP_SECONDS,))
-            return conn.execute(f"INSERT OR IGNORE INTO {TABLE}(key, at) VALUES (?, ?)", (key, now)).rowcount == 1
+        # One statement, atomic by itself (the primary key decides), so it runs outside the store's
+        # write lock: this is on the path to Slack's 3-second ack and must not queue behind the
+        # engine's transactions. Old claims are swept now and then, not on every request.
+        claimed = self.store.conn().execute(f"INSERT OR IGNORE INTO {TABLE}(key, at) VALUES (?, ?)",
+                                            (key, now)).rowcount == 1
+        self._since_sweep += 1
+        if self._since_sweep >= SWEEP_EVERY:
+            self._since_sweep = 0
+            self.store.conn().execute(f"DELETE FROM {TABLE} WHERE at < ?", (now - KEEP_SECONDS,))
+        return claimed
