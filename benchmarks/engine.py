@@ -21,20 +21,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.engine.runner import Runner  # noqa: E402
+from benchmarks.pg_store_db import DEFAULT_PG, store_database  # noqa: E402
 from bot.engine.store import open_store  # noqa: E402
 
 SIZES = (10, 100, 1000)
 TARGET_RATIO = 1.5
 TARGET_MS = {"sqlite": 5.0, "postgresql": 30.0}  # ~10 commits and ~30 reads per step, each a round trip
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def runbook(folder: Path, steps: int) -> Path:
@@ -71,27 +68,6 @@ def per_step_ms(where: str, folder: Path, steps: int, repeats: int) -> float:
     return statistics.median(samples)
 
 
-@contextmanager
-def postgres_store(admin_url: str) -> Iterator[str | None]:
-    """A fresh database for the PostgreSQL store (dropped after), or None when the server is not there."""
-    import psycopg
-
-    name = f"rb_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        print(f"postgresql: skipped, {admin_url} is not reachable ({str(exc).splitlines()[0]})")
-        yield None
-        return
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            admin.execute(f"DROP DATABASE IF EXISTS {name}")
-
-
 def measure(label: str, where: str, folder: Path, repeats: dict[int, int]) -> dict[int, float]:
     per_step_ms(where, folder, 10, 3)  # warm imports, caches and the pool outside the measurement
     costs = {}
@@ -113,7 +89,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         results["sqlite"] = measure("sqlite", str(folder / "engine.sqlite"), folder, repeats)
-        with postgres_store(args.postgres) as url:
+        with store_database(args.postgres, "engine") as url:
             if url:
                 results["postgresql"] = measure("postgresql", url, folder, repeats)
     verdicts = {}

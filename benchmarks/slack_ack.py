@@ -52,15 +52,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.pg_store_db import DEFAULT_PG, store_database  # noqa: E402
 from tests.fixtures.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlackApi  # noqa: E402
 from tests.slack_requests import (  # noqa: E402
     click_payload,
@@ -76,7 +76,6 @@ ROUND = 50  # requests per round; rounds alternate between the two servers
 TARGET_RATIO = 1.5
 TARGET_P99_MS = 100.0
 HOME_VIEWERS = 25  # users whose App Home is published on every transition that concerns them
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 BLOCKING = """\
 name: block
@@ -319,28 +318,6 @@ def blocking(fake: RemoteFake) -> int:
     return sum("applying" in (m.get("text") or "") and "hold" in (m.get("text") or "") for m in fake.messages())
 
 
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str | None]:
-    """A fresh database for the replicas' store (dropped after), or None when the server is not there."""
-    import psycopg
-
-    name = f"rb_ack_{os.getpid()}"
-    try:
-        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        print(f"two replicas on PostgreSQL: skipped, {admin_url} is not reachable ({str(exc).splitlines()[0]})")
-        yield None
-        return
-    with admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            admin.execute(f"DROP DATABASE IF EXISTS {name}")
-
-
 def measure(targets: list[Target], count: int, pool: ThreadPoolExecutor) -> None:
     """Interleaved rounds: whatever else the machine does hits every target alike."""
     for n, i in enumerate(range(0, count, ROUND)):
@@ -404,7 +381,7 @@ def main() -> int:
     python = sys.executable
     pool = ThreadPoolExecutor(CONCURRENCY)
     targets: list[Target] = []
-    with postgres_database(args.postgres) as pg_url, ExitStack() as cleanup:
+    with store_database(args.postgres, "two replicas") as pg_url, ExitStack() as cleanup:
         def stop_all() -> None:
             pool.shutdown()
             for target in targets:
