@@ -10,6 +10,7 @@ import pytest
 from bot.chat.slack.app import build
 from bot.chat.slack.settings import load
 from bot.chat.slack.socket_mode import SocketModeRunner
+from bot.engine.store import open_store
 from tests.fixtures.slack import APP_TOKEN, wait_for
 from tests.slack_requests import click_payload, command_payload
 
@@ -84,3 +85,33 @@ def test_healthz_reports_a_dead_socket(socket_bot):
     wait_for(lambda: not bot.socket.is_connected(), message="disconnected")
     ok, report = bot.health()
     assert ok is False and report["socket_mode"]["connected"] is False and report["store"]["ok"] is True
+
+
+def test_two_replicas_in_socket_mode_handle_an_envelope_delivered_to_both_once(slack_env, slack_socket, demo_runbooks,
+                                                                              monkeypatch, pg_store_url):
+    """Slack allows several Socket Mode connections per app and may redeliver an envelope that was not
+    acknowledged in time on another one: two bots on one PostgreSQL store, the same command on both."""
+    monkeypatch.setenv("SLACK_APP_TOKEN", APP_TOKEN)
+    monkeypatch.delenv("SLACK_SIGNING_SECRET")
+    fake = slack_env
+    settings = load(http=False)
+    bots = []
+    try:
+        for n in (1, 2):
+            bot = build(settings, store=open_store(pg_store_url))
+            bot.socket = SocketModeRunner(bot.app, settings.app_token, ping_interval=1.0, grace=2.0, check_every=0.2)
+            bot.socket.start()
+            slack_socket.wait_connected(n)
+            bots.append(bot)
+        wait_for(lambda: len(slack_socket.connections) == 2, message="two connections")
+        payload = command_payload("run demo env=staging", user="U0ALICE", response_url=fake.response_url())
+        first = slack_socket.deliver("slash_commands", payload, connection=0)
+        again = slack_socket.deliver("slash_commands", payload, connection=1, retry_attempt=1)
+        assert slack_socket.wait_ack(first) and slack_socket.wait_ack(again)  # both acknowledged
+        wait_for(lambda: _approve_button(fake), message="the run's approval buttons")
+        assert len(bots[0].store.list_runs()) == 1
+        headers = [c for c in fake.calls_to("chat.postMessage") if "Run of demo" in c.raw]
+        assert len(headers) == 1
+    finally:
+        for bot in bots:
+            bot.close()
