@@ -11,6 +11,7 @@
     runbook-bot list                       runbooks in the runbooks folder
     runbook-bot validate PATH...           exit 1 on any error, each as file:line:col: field: message
     runbook-bot schema                     the runbook JSON Schema
+    runbook-bot iam-policy RUNBOOK [--json]   the least-privilege AWS IAM policy the runbook needs
 
 Exit codes: 0 succeeded, 1 failed / rolled back / invalid, 2 usage or runbook error, 3 waiting for people.
 """
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check runbook files; exit 1 on any error")
     p.add_argument("paths", nargs="+")
     sub.add_parser("schema", help="print the runbook JSON Schema")
+    p = sub.add_parser("iam-policy", help="the least-privilege AWS IAM policy a runbook's steps and watch need")
+    p.add_argument("runbook", help="a runbook file, or a name in the runbooks folder")
+    p.add_argument("--json", action="store_true", help="print only the policy document")
     return parser
 
 
@@ -392,6 +396,37 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_iam_policy(args: argparse.Namespace, console: Console) -> int:
+    """Which step uses what, the notes, then the document (`--json`: the document alone)."""
+    from bot.runbook.load import RunbookInvalid, load_runbook, resolve_runbook
+    from bot.steps import iam
+
+    try:
+        loaded = load_runbook(resolve_runbook(args.runbook, config.runbooks_dir()))
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    except RunbookInvalid as exc:  # the loader's file:line:col: field: message, as `validate` prints it
+        for error in exc.errors:
+            print(str(error), file=sys.stderr)
+        return EXIT_USAGE
+    needs = iam.collect(loaded)
+    document = needs.document()
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return EXIT_OK
+    if not needs.uses:
+        print(f"{loaded.name}: no step or watch signal uses AWS; no IAM permissions needed "
+              "(the policy document would have no statements)")
+        return EXIT_OK
+    for use in needs.uses:
+        print(f"{use.step}: {use.kind} -> {use.target} ({use.what}, {use.access})")
+    for note in needs.notes:
+        print(f"note: {note}")
+    print(json.dumps(document, indent=2))
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     slack_configured = any(config.get(n) for n in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"))
     if slack_configured and not args.console:
@@ -433,4 +468,5 @@ COMMANDS = {
     "list": cmd_list,
     "validate": cmd_validate,
     "schema": cmd_schema,
+    "iam-policy": cmd_iam_policy,
 }
