@@ -11,7 +11,7 @@
     runbook-bot list                       runbooks in the runbooks folder
     runbook-bot validate PATH...           exit 1 on any error, each as file:line:col: field: message
     runbook-bot schema                     the runbook JSON Schema
-    runbook-bot iam-policy RUNBOOK [--json]   the least-privilege AWS IAM policy the runbook needs
+    runbook-bot iam-policy RUNBOOK [--json] [--read-only]   the least-privilege AWS IAM policy the runbook needs
 
 Exit codes: 0 succeeded, 1 failed / rolled back / invalid, 2 usage or runbook error, 3 waiting for people.
 """
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("iam-policy", help="the least-privilege AWS IAM policy a runbook's steps and watch need")
     p.add_argument("runbook", help="a runbook file, or a name in the runbooks folder")
     p.add_argument("--json", action="store_true", help="print only the policy document")
+    p.add_argument("--read-only", action="store_true",
+                   help="only the reads plans and verifications make (an identity for `runbook-bot plan`)")
     return parser
 
 
@@ -411,7 +413,7 @@ def cmd_iam_policy(args: argparse.Namespace, console: Console) -> int:
             print(str(error), file=sys.stderr)
         return EXIT_USAGE
     needs = iam.collect(loaded)
-    document = needs.document()
+    document = needs.document(read_only=args.read_only)
     if args.json:
         print(json.dumps(document, indent=2))
         return EXIT_OK
@@ -420,6 +422,9 @@ def cmd_iam_policy(args: argparse.Namespace, console: Console) -> int:
               "(the policy document would have no statements)")
         return EXIT_OK
     for use in needs.uses:
+        if args.read_only and use.access == "write":
+            print(f"{use.step}: {use.kind} -> {use.target} ({use.what}, read only: its apply would be refused)")
+            continue
         print(f"{use.step}: {use.kind} -> {use.target} ({use.what}, {use.access})")
     for note in needs.notes:
         print(f"note: {note}")

@@ -54,6 +54,7 @@ steps:
   - id: env-matrix
     kind: env.diff
     with: {platforms: [dotenv, api]}
+    on_failure: continue          # a dry run sees WORKERS missing (env.set has not applied) and plans on
   - id: parity
     kind: storage.parity
     with: {source: models, target: mirror}
@@ -200,6 +201,26 @@ def test_without_one_action_its_call_is_refused_and_the_step_says_so(world, remo
     assert "AccessDenied" in ran.stdout  # and the operator saw it
     # Put the world back for the next case: the refused run stopped part-way, undo what it did.
     _cli("rollback", run_id, "--yes", "--as", "alice", env=env)
+
+
+def test_the_read_only_policy_plans_everything_and_changes_nothing(world):
+    result = _cli("iam-policy", str(world["runbook"]), "--json", "--read-only")
+    policy = json.loads(result.stdout)
+    assert not any(s["Sid"].endswith("Write") for s in policy["Statement"])
+    before = _service(world)
+    env = _env(world, _user_with(world, "planner", policy), "planner")
+    planned = _cli("plan", str(world["runbook"]), "--as", "alice", env=env)
+    # Every plan read what it needed; the dry run's one failure is env.diff seeing WORKERS not yet set.
+    assert "unauthorized" not in planned.stdout and "AccessDenied" not in planned.stdout, planned.stdout[-3000:]
+    assert "WORKERS: missing on api" in planned.stdout
+    for plan in ("bring-env · env.set · plan", "parity · storage.parity · plan", "standby · service.scale · plan"):
+        assert plan in planned.stdout, planned.stdout[-3000:]
+    ran = _cli("run", str(world["runbook"]), "--yes", "--as", "alice", env=env)
+    assert ran.returncode == 1
+    _run_id, steps, errors = _run_state(env)
+    assert steps["bring-env"] == "failed" and "AccessDenied" in errors["bring-env"], errors
+    assert "ecs:RegisterTaskDefinition" in errors["bring-env"]
+    assert _service(world)["taskDefinition"] == before["taskDefinition"]
 
 
 # -- the document, without a server ---------------------------------------------------------------

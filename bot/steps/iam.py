@@ -4,6 +4,7 @@
     from bot.steps import iam
     needs = iam.collect(load_runbook("runbooks/aws-ecs-to-do-app.yaml"))
     needs.document()            # {"Version": "2012-10-17", "Statement": [...]}: attach it to the bot's role
+    needs.document(read_only=True)   # plans only: what `runbook-bot plan` needs
     needs.uses                  # [Use("switch-dns", "dns.switch", "dns", "Zone", "write"), ...]
     needs.notes                 # what the document cannot say (a zone given by name, Beanstalk's deploy rights)
 
@@ -68,10 +69,11 @@ class Needs:
                 by_note[g.note].append(g.action)
         return [f"{', '.join(actions)}: {note}" for note, actions in by_note.items()] + self.extra_notes
 
-    def document(self) -> dict[str, Any]:
+    def document(self, *, read_only: bool = False) -> dict[str, Any]:
+        """The policy; `read_only`: only what plans (and verifications) read, for a `plan`-only identity."""
         from bot.platforms.aws import iam_policy
 
-        return iam_policy.document(self.grants)
+        return iam_policy.document(g for g in self.grants if g.access == READ or not read_only)
 
 
 def _target(raw: dict[str, Any]) -> Any:
