@@ -426,7 +426,7 @@ def cmd_iam_policy(args: argparse.Namespace, console: Console) -> int:
             print(f"{use.step}: {use.kind} -> {use.target} ({use.what}, read only: its apply would be refused)")
             continue
         print(f"{use.step}: {use.kind} -> {use.target} ({use.what}, {use.access})")
-    for note in needs.notes:
+    for note in needs.notes_for(read_only=args.read_only):
         print(f"note: {note}")
     print(json.dumps(document, indent=2))
     return EXIT_OK

@@ -289,6 +289,14 @@ def test_a_literal_zone_id_narrows_route53_to_the_hosted_zone():
     assert not needs.notes
 
 
+def test_notes_follow_the_document_they_explain():
+    needs = _needs("heroku-to-beanstalk-cloudflare.yaml")
+    assert any(n.startswith("elasticbeanstalk:UpdateEnvironment") and "CloudFormation" in n for n in needs.notes)
+    assert needs.notes_for(read_only=True) == []  # a plan-only identity deploys nothing
+    assert actions(needs.document(read_only=True)) == {"elasticbeanstalk:DescribeConfigurationSettings",
+                                                       "cloudwatch:GetMetricData"}
+
+
 def test_a_zone_by_name_is_star_with_a_note():
     needs = _rb("  dns: {platform: aws-route53, zone: example.com.}\n",
                 "  - id: ttl\n    kind: dns.set_ttl\n    with: {zone: dns, record: api.example.com, ttl: 60}\n")

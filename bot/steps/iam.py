@@ -62,9 +62,14 @@ class Needs:
 
     @property
     def notes(self) -> list[str]:
+        return self.notes_for()
+
+    def notes_for(self, *, read_only: bool = False) -> list[str]:
         """What the document cannot say, each with the actions it is about (in first-use order)."""
         by_note: dict[str, list[str]] = {}
         for g in self.grants:
+            if read_only and g.access != READ:
+                continue
             if g.note and g.action not in by_note.setdefault(g.note, []):
                 by_note[g.note].append(g.action)
         return [f"{', '.join(actions)}: {note}" for note, actions in by_note.items()] + self.extra_notes

@@ -40,8 +40,8 @@ ASG_NAMESPACE = "aws:autoscaling:asg"
 IAM_OPTIONS_READ = ("elasticbeanstalk:DescribeConfigurationSettings",)
 IAM_UPDATE = ("elasticbeanstalk:UpdateEnvironment", "elasticbeanstalk:DescribeEnvironments")
 IAM_HEALTH = ("elasticbeanstalk:DescribeEnvironmentHealth",)
-UPDATE_NOTE = ("elasticbeanstalk:UpdateEnvironment deploys with the caller's rights: the environment's "
-               "CloudFormation stack, Auto Scaling group and EC2 resources need them too (AWS's managed policy "
+UPDATE_NOTE = ("a configuration deploy runs with the caller's own rights: the environment's CloudFormation "
+               "stack, Auto Scaling group and EC2 resources need them too (AWS's managed policy "
                "AdministratorAccess-AWSElasticBeanstalk, or a scoped copy)")
 
 

@@ -68,5 +68,5 @@ def document(grants: Iterable[Grant]) -> dict[str, Any]:
 
 
 def actions(policy: dict[str, Any]) -> set[str]:
-    """Every action a document allows (tests and the console summary)."""
+    """Every action a document allows (what a reviewer, or a test, compares)."""
     return {a for s in policy["Statement"] for a in s["Action"]}
