@@ -12,6 +12,7 @@
     runbook-bot validate PATH...           exit 1 on any error, each as file:line:col: field: message
     runbook-bot schema                     the runbook JSON Schema
     runbook-bot store migrate --to URL     copy the SQLite store into an empty PostgreSQL store, verified
+    runbook-bot iam-policy RUNBOOK [--json] [--read-only]   the least-privilege AWS IAM policy the runbook needs
 
 Exit codes: 0 succeeded, 1 failed / rolled back / invalid, 2 usage or runbook error, 3 waiting for people.
 """
@@ -125,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "store (--db FILE, default the configured file) into an empty PostgreSQL one")
     p.add_argument("action", choices=["migrate"])
     p.add_argument("--to", required=True, help="the PostgreSQL store's URL (postgresql://user:pass@host/db)")
+    p = sub.add_parser("iam-policy", help="the least-privilege AWS IAM policy a runbook's steps and watch need")
+    p.add_argument("runbook", help="a runbook file, or a name in the runbooks folder")
+    p.add_argument("--json", action="store_true", help="print only the policy document")
+    p.add_argument("--read-only", action="store_true",
+                   help="only the reads plans and verifications make (an identity for `runbook-bot plan`)")
     return parser
 
 
@@ -397,6 +403,40 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_iam_policy(args: argparse.Namespace, console: Console) -> int:
+    """Which step uses what, the notes, then the document (`--json`: the document alone)."""
+    from bot.runbook.load import RunbookInvalid, load_runbook, resolve_runbook
+    from bot.steps import iam
+
+    try:
+        loaded = load_runbook(resolve_runbook(args.runbook, config.runbooks_dir()))
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    except RunbookInvalid as exc:  # the loader's file:line:col: field: message, as `validate` prints it
+        for error in exc.errors:
+            print(str(error), file=sys.stderr)
+        return EXIT_USAGE
+    needs = iam.collect(loaded)
+    document = needs.document(read_only=args.read_only)
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return EXIT_OK
+    if not needs.uses:
+        print(f"{loaded.name}: no step or watch signal uses AWS; no IAM permissions needed "
+              "(the policy document would have no statements)")
+        return EXIT_OK
+    for use in needs.uses:
+        if args.read_only and use.access == "write":
+            print(f"{use.step}: {use.kind} -> {use.target} ({use.what}, read only: its apply would be refused)")
+            continue
+        print(f"{use.step}: {use.kind} -> {use.target} ({use.what}, {use.access})")
+    for note in needs.notes_for(read_only=args.read_only):
+        print(f"note: {note}")
+    print(json.dumps(document, indent=2))
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     slack_configured = any(config.get(n) for n in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"))
     if slack_configured and not args.console:
@@ -466,4 +506,5 @@ COMMANDS = {
     "validate": cmd_validate,
     "schema": cmd_schema,
     "store": cmd_store,
+    "iam-policy": cmd_iam_policy,
 }

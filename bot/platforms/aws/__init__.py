@@ -120,7 +120,8 @@ def translate(call: str, resource: str = "") -> Iterator[None]:
         if code in NOT_FOUND_CODES or code.endswith("NotFound") or code.endswith("NotFoundException"):
             raise errors.NotFound(PLATFORM, call, resource, message) from exc
         if code in UNAUTHORIZED_CODES:
-            raise errors.Unauthorized(PLATFORM, call, resource, message) from exc
+            # The code (AccessDenied, ExpiredToken, ...) says which fix applies: a policy or the keys.
+            raise errors.Unauthorized(PLATFORM, call, resource, f"{code}: {message}") from exc
         if code in THROTTLED_CODES:
             raise errors.Throttled(PLATFORM, call, resource, message) from exc
         if code in INVALID_CODES:

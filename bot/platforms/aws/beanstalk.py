@@ -34,6 +34,16 @@ from bot.platforms.target_base import AwsTargetMixin, TargetBase
 ENV_NAMESPACE = "aws:elasticbeanstalk:application:environment"
 ASG_NAMESPACE = "aws:autoscaling:asg"
 
+# IAM actions of the calls below, per adapter. `update` is UpdateEnvironment plus the waiter's
+# DescribeEnvironments. Beanstalk carries out a configuration deploy with the caller's own rights on
+# CloudFormation, Auto Scaling, EC2 and S3: those are not listed here (see UPDATE_NOTE).
+IAM_OPTIONS_READ = ("elasticbeanstalk:DescribeConfigurationSettings",)
+IAM_UPDATE = ("elasticbeanstalk:UpdateEnvironment", "elasticbeanstalk:DescribeEnvironments")
+IAM_HEALTH = ("elasticbeanstalk:DescribeEnvironmentHealth",)
+UPDATE_NOTE = ("a configuration deploy runs with the caller's own rights: the environment's CloudFormation "
+               "stack, Auto Scaling group and EC2 resources need them too (AWS's managed policy "
+               "AdministratorAccess-AWSElasticBeanstalk, or a scoped copy)")
+
 
 class BeanstalkTarget(TargetBase, AwsTargetMixin):
     platform: Literal["aws-beanstalk"] = "aws-beanstalk"
@@ -93,6 +103,7 @@ class BeanstalkEnv(RemovesAddedNames):
     """`EnvSource`/`EnvSink` over the environment properties."""
 
     how = "an UpdateEnvironment of the environment properties (a configuration deploy)"
+    iam_read, iam_write, iam_note = IAM_OPTIONS_READ, IAM_UPDATE, UPDATE_NOTE
     plain_only = False  # Beanstalk shows these values in its console, as Heroku does config vars
     restores_overwritten = False
 
@@ -125,6 +136,7 @@ class BeanstalkScaler:
     """`Scaler` over the environment's Auto Scaling options (MinSize/MaxSize)."""
 
     product = "Elastic Beanstalk"
+    iam_read, iam_write, iam_note = IAM_OPTIONS_READ + IAM_HEALTH, IAM_UPDATE, UPDATE_NOTE
     # An Auto Scaling group behind Beanstalk has MaxSize >= 1: the warm standby is one instance.
     min_count = 1
     refuse_below = ("Elastic Beanstalk keeps at least one instance (the Auto Scaling MaxSize minimum is 1): "
@@ -155,6 +167,8 @@ class BeanstalkScaler:
 
 class BeanstalkHealth:
     """`Health`: enhanced health (`DescribeEnvironmentHealth`), Green/Ok is healthy."""
+
+    iam_read = IAM_HEALTH
 
     def __init__(self, target: Any) -> None:
         self.target = target

@@ -31,6 +31,9 @@ MAX_QUERIES_PER_CALL = 500  # the GetMetricData limit
 
 ALB_NAMESPACE = "AWS/ApplicationELB"
 LOGS_NAMESPACE = "AWS/Logs"
+# IAM: the watch only reads (GetMetricData has no resource-level permissions). `put_counts` is for
+# tests and benchmarks replaying incidents, never called by a step.
+IAM_READ = ("cloudwatch:GetMetricData",)
 ALB_METRICS = ("HTTPCode_ELB_504_Count", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count", "RequestCount")
 
 

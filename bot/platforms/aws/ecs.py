@@ -29,8 +29,28 @@ from bot import secrets
 from bot.platforms import aws, errors
 from bot.platforms.aws import s3
 from bot.platforms.aws import secrets as aws_secrets
+from bot.platforms.aws.iam import WRITE, Grant, grants
 from bot.platforms.envfile import parse_ecs_env_file
 from bot.platforms.envvalue import EnvValue, SourceEnv
+
+
+# IAM actions of the calls below: reading the service's task definition (and what it references),
+# and a new revision plus update_service. RegisterTaskDefinition copies the definition's tags
+# (ecs:TagResource) and its task/execution roles (iam:PassRole, only to ECS tasks).
+IAM_READ = ("ecs:DescribeServices", "ecs:DescribeTaskDefinition")
+IAM_WRITE = ("ecs:RegisterTaskDefinition", "ecs:UpdateService", "ecs:TagResource")
+PASS_ROLE = Grant("iam:PassRole", WRITE, "*", '{"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}',
+                  "a new revision keeps the task and execution roles: ECS must be allowed to pass them")
+
+
+def iam_env_grants(target: Any, access: str) -> list[Grant]:
+    """What reading (and, for `write`, changing) a service's environment calls."""
+    found = grants(IAM_READ) + grants(aws_secrets.IAM_READ, note="only for task definitions with `secrets`; "
+                                      "a customer managed KMS key also needs kms:Decrypt on it")
+    found += grants(s3.IAM_ENV_FILE_READ, note="only for task definitions with S3 `environmentFiles`")
+    if access == WRITE:
+        found += grants(IAM_WRITE, WRITE) + [PASS_ROLE]
+    return found
 
 
 def _where(target: Any) -> str:
@@ -165,6 +185,7 @@ class EcsEnv:
     ECS, so the previous revision's ARN is all an exact rollback needs."""
 
     how = "a new task definition revision and update_service"
+    iam_grants = staticmethod(iam_env_grants)
     plain_only = True
     restores_overwritten = True
 

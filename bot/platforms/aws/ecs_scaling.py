@@ -16,6 +16,11 @@ from typing import Any
 
 from bot.platforms import aws, errors
 
+# IAM actions the calls below make (bot.steps.iam collects them): describe + the waiter read,
+# update_service writes.
+IAM_READ = ("ecs:DescribeServices",)
+IAM_WRITE = ("ecs:UpdateService",)
+
 
 def _resource(target: Any) -> str:
     return f"service {target.cluster}/{target.service}"
@@ -61,6 +66,7 @@ class EcsScaler:
     """The `Scaler` capability of an ECS service (desiredCount, `services_stable`)."""
 
     product = "ECS"
+    iam_read, iam_write = IAM_READ, IAM_WRITE
     min_count = 0
     refuse_below = ""
 

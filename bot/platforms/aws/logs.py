@@ -26,6 +26,8 @@ from typing import Any
 from bot.platforms import aws, errors
 
 COUNT_FIELD = "count"
+# IAM actions of `run_query` (StopQuery only when a query outlives its timeout).
+IAM_READ = ("logs:StartQuery", "logs:GetQueryResults", "logs:StopQuery")
 DONE_STATES = {"Complete"}
 FAILED_STATES = {"Failed", "Cancelled", "Timeout", "Unknown"}
 

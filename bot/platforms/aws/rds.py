@@ -14,6 +14,9 @@ from typing import Any
 
 from bot.platforms import aws, errors
 
+# IAM actions of `describe_endpoint`: the instance lookup, then the Aurora cluster lookup.
+IAM_READ = ("rds:DescribeDBInstances", "rds:DescribeDBClusters")
+
 
 @dataclass(frozen=True)
 class RdsEndpoint:

@@ -20,8 +20,41 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.platforms import aws, errors
+from bot.platforms.aws.iam import READ, WRITE, Grant
 
 SERVICE = "route53"
+
+# IAM actions of the calls below. A zone given by id is read with GetHostedZone alone; a zone given
+# by name is found with ListHostedZonesByName, which has no resource-level permission.
+IAM_ZONE_READ = ("route53:GetHostedZone", "route53:ListResourceRecordSets")
+IAM_FIND_BY_NAME = "route53:ListHostedZonesByName"
+IAM_CHANGE_STATUS = "route53:GetChange"
+IAM_WRITE = ("route53:ChangeResourceRecordSets",)
+
+
+def literal_zone_id(target: Any) -> str | None:
+    """The zone id when the runbook gives one literally (`Z123`, `/hostedzone/Z123`), else None."""
+    ref = target.zone.strip()
+    if "{{" in ref or "." in ref.rstrip("."):
+        return None
+    return ref.rsplit("/", 1)[-1]
+
+
+def iam_grants(target: Any, access: str) -> list[Grant]:
+    """Reads (and writes) narrowed to the hosted zone when its id is literal, else on "*"."""
+    zid = literal_zone_id(target)
+    if zid:
+        zone, change, note = f"arn:aws:route53:::hostedzone/{zid}", "arn:aws:route53:::change/*", ""
+        found = []
+    else:
+        zone = change = "*"
+        note = f"zone {target.zone!r} is given by name: give its id to narrow Resource to the hosted zone"
+        found = [Grant(IAM_FIND_BY_NAME, READ, "*", note=note)]
+    found += [Grant(a, READ, zone, note=note) for a in IAM_ZONE_READ]
+    found.append(Grant(IAM_CHANGE_STATUS, READ, change))
+    if access == WRITE:
+        found += [Grant(a, WRITE, zone, note=note) for a in IAM_WRITE]
+    return found
 
 
 def fqdn(name: str) -> str:

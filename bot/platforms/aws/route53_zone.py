@@ -26,6 +26,7 @@ def _ttl_text(seconds: Any) -> str:
 class Route53Zone(AnsweredByNameServers):
     provider = "route53"
     product = "Route 53"
+    iam_grants = staticmethod(route53.iam_grants)
     weighted_supported = True
 
     def __init__(self, target: Any, zone_id: str | None = None) -> None:
@@ -140,6 +141,7 @@ class Route53Weights:
     """
 
     scale = 100
+    iam_grants = staticmethod(route53.iam_grants)
 
     def __init__(self, target: Any, record: str | None = None, rtype: str = "A", **_: Any) -> None:
         if not record:

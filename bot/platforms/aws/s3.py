@@ -26,6 +26,12 @@ import botocore.session
 
 from bot import config, secrets
 from bot.platforms import aws, errors
+from bot.platforms.aws.iam import Grant, literal_or_wildcard
+
+# IAM actions: list_objects_v2 is s3:ListBucket on the bucket, head_object and get_object are
+# s3:GetObject on the object. ECS environment files may be in any bucket (the task definition says).
+IAM_LIST = ("s3:ListBucket",)
+IAM_ENV_FILE_READ = ("s3:GetObject",)
 
 
 class ObjectInfo(NamedTuple):
@@ -183,6 +189,16 @@ class S3Store:
 
     def __init__(self, target: Any) -> None:
         self.target = target
+
+    @staticmethod
+    def iam_grants(target: Any, access: str) -> list[Grant]:
+        """ListBucket on the bucket, GetObject under the prefix; none for Spaces (its keys are not IAM)."""
+        if getattr(target, "platform", "") != "aws-s3":
+            return []
+        bucket = literal_or_wildcard(target.bucket)
+        prefix = literal_or_wildcard(target.prefix or "")
+        return [Grant(IAM_LIST[0], resource=f"arn:aws:s3:::{bucket}"),
+                Grant("s3:GetObject", resource=f"arn:aws:s3:::{bucket}/{prefix}*")]
 
     def describe(self) -> str:
         return describe(self.target)

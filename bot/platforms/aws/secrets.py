@@ -37,6 +37,10 @@ from bot.platforms import aws, errors
 SECRETS_BATCH = 20  # BatchGetSecretValue: SecretIdList holds at most 20 ids
 PARAMETERS_BATCH = 10  # GetParameters: at most 10 names
 
+# IAM actions of `resolve` (BatchGetSecretValue also needs GetSecretValue on each secret it returns;
+# a secret or parameter encrypted with a customer managed KMS key also needs kms:Decrypt on that key).
+IAM_READ = ("secretsmanager:BatchGetSecretValue", "secretsmanager:GetSecretValue", "ssm:GetParameters")
+
 
 @dataclass(frozen=True)
 class SecretRef:

@@ -105,6 +105,17 @@ def _apply_overrides(ep: Endpoint, opts: dict[str, Any], field: str) -> Endpoint
     return dataclasses.replace(ep, **changes) if changes else ep
 
 
+def iam_grants(target: Any) -> list[Any]:
+    """The IAM grants resolving this target as an endpoint needs (`_from_target`): an aws-ecs
+    target's `database` is looked up in RDS; other platforms need none."""
+    if getattr(target, "platform", "") != "aws-ecs" or not getattr(target, "database", None):
+        return []
+    from bot.platforms.aws import rds
+    from bot.platforms.aws.iam import grants
+
+    return grants(rds.IAM_READ)
+
+
 def _from_target(name: str, opts: dict[str, Any], ctx: Any, field: str) -> Endpoint:
     try:
         target = ctx.target(name)
