@@ -156,6 +156,54 @@ def test_cutover_under_writes_loses_none_and_reverse_carries_writes_back(pair):
     assert cluster.sql(tgt, "SELECT count(*) FROM pg_subscription") == [(0,)]
 
 
+def test_a_difference_at_the_fence_is_found_after_the_open_and_the_way_back_keeps_new_writes(pair):
+    """The checksums run on snapshots held from the fence, after writes open: the app writes to the new
+    side meanwhile (it switches on the "writes open" report), and still a difference made by the new
+    side (an ALWAYS trigger rewriting replicated rows) fails the verification; the switch back loses
+    none of the writes made on the new side."""
+    cluster, src, tgt = pair
+    ctx = ctx_for("replicate")
+    start(ctx, replica_identity_full=["public.audit"])
+    cluster.sql(tgt, "CREATE FUNCTION public.shout() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN NEW.note := upper(NEW.note); RETURN NEW; END $$")
+    cluster.sql(tgt, "CREATE TRIGGER shout BEFORE INSERT ON public.ledger FOR EACH ROW EXECUTE FUNCTION public.shout();"
+                     " ALTER TABLE public.ledger ENABLE ALWAYS TRIGGER shout")
+    writer = Writer(cluster, src, tgt)
+    writer.start()
+    try:
+        time.sleep(1.0)
+        cut = ReplicateCutover()
+        c_in = cut.Inputs(**SIDES, replication="replicate")
+
+        def on_progress(**kw):
+            if kw["message"].startswith("writes open"):
+                writer.switch.set()  # the app moves at the open, while the checksums still run
+
+        c_ctx = StepContext(run_id="run-1", step_id="cutover", runbook_name="t", params={}, targets={}, outputs={},
+                            on_progress=on_progress)
+        done = cut.apply(c_ctx, c_in, cut.plan(c_ctx, c_in))
+        deadline = time.time() + 10
+        while len(writer.on_target) < 20 and time.time() < deadline:
+            time.sleep(0.05)
+        checked = cut.verify(c_ctx, c_in, done)
+    finally:
+        writer.stop_flag.set()
+        writer.join(10)
+    assert not checked.ok and "public.ledger" in checked.summary, checked.summary
+    assert "verify_after_open" in done.details["phases"] and "verify" not in done.details["phases"]
+    assert done.outputs["write_downtime_seconds"] < done.details["opened_at"] - done.details["fenced_at"] + 0.01
+    # What the engine does with a failed verification: the switch back, through the reverse replication.
+    undo = cut.rollback(c_ctx, c_in, done)
+    assert cut.verify_rollback(c_ctx, c_in, done, undo).ok
+    ids = writer.on_target
+    assert len(ids) >= 20
+    assert cluster.sql(src, f"SELECT count(*) FROM public.ledger WHERE id IN ({','.join(map(str, ids))})") == \
+        [(len(ids),)]
+    stop = ReplicateStop()
+    st_in = stop.Inputs(**SIDES, replication="replicate")
+    assert stop.verify(ctx, st_in, stop.apply(ctx, st_in, stop.plan(ctx, st_in))).ok
+
+
 def test_rollback_before_cutover_drops_slot_and_leaves_source_as_it_was(pair):
     cluster, src, tgt = pair
     before = cluster.sql(src, "SELECT count(*), sum(balance) FROM public.accounts")

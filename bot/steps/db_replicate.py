@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -276,7 +277,8 @@ class ReplicateCutover(StepKind):
 
     class Inputs(FollowInputs):
         timeout: Duration = Field(60, description="How long the fenced source may take to drain")
-        verify: bool = Field(True, description="Row counts and checksums of every table while fenced")
+        verify: bool = Field(True, description="Row counts and checksums of every table as it was at the fence "
+                                               "(snapshots held; measured after writes open, outside the window)")
         reverse: bool = Field(True, description="Replicate the new side back to the old one (for rollback)")
 
     class Outputs(BaseModel):
@@ -294,7 +296,8 @@ class ReplicateCutover(StepKind):
         steps.append(Change(action="wait", resource="lag", before=_lag_line(lag), after="zero (marker applied)"))
         steps.append(Change(action="copy", resource="sequences", detail="target set to the source's values"))
         if inputs.verify:
-            steps.append(Change(action="verify", resource="every table", detail="row counts and checksums"))
+            steps.append(Change(action="verify", resource="every table",
+                                detail="row counts and checksums at the fence, measured after the open"))
         steps.append(Change(action="drop", resource=f"forward replication {names.base}"))
         if inputs.reverse:
             steps.append(Change(action="create", resource=f"reverse replication {names.reverse}",
@@ -314,19 +317,22 @@ class ReplicateCutover(StepKind):
             phases[phase] = round(time.monotonic() - began, 3)
             return value
 
+        held = ExitStack()
         fenced_at = time.time()
-        ended = timed("fence", replication.fence, src)
-        try:
+        try:  # from the fence on, any failure before the open unfences the source (below)
+            ended = timed("fence", replication.fence, src)
             last_write = replication.last_commit(src)
             drained = timed("drain", replication.wait_marker, src, tgt, timeout=inputs.timeout)
             timed("sequences", replication.copy_sequences, src, tgt)
-            report = timed("verify", _verify, src, tgt) if inputs.verify else None
-            if report is not None and not report.ok:
-                raise StepError(f"verification failed while fenced: {report.summary()}")
+            # Both sides are still now (source fenced, target caught up, nothing writes to it yet): hold a
+            # snapshot of each, so the checksums can run after writes open, outside the window.
+            snapshots = ((held.enter_context(verify.held_snapshot(src)), held.enter_context(verify.held_snapshot(tgt)))
+                         if inputs.verify else None)
             timed("drop_forward", replication.stop, src, tgt, name)
             if inputs.reverse:
                 timed("reverse", replication.start, tgt, src, reverse, copy_data=False)
         except BaseException as exc:
+            held.close()
             # Nothing switched: open the source again and keep the forward replication if it is still there.
             replication.unfence(src)
             if isinstance(exc, (replication.ReplicationError, DatabaseError)):
@@ -335,8 +341,16 @@ class ReplicateCutover(StepKind):
         opened_at = time.time()
         downtime = opened_at - fenced_at
         since_last = opened_at - last_write if last_write else None
+        checked = None
+        if snapshots is not None:
+            opened = (f"writes open on {tgt.display()} after {downtime:.2f} s; checking every table as it was "
+                      "at the fence")
+            ctx.log(opened)
+            ctx.progress(0, None, message=opened)
+            with held:
+                checked = timed("verify_after_open", _verify_at_fence, src, tgt, snapshots)
         summary = (f"write downtime {downtime:.2f} s (fence to open; drained in {drained:.2f} s, {ended} sessions "
-                   f"ended)" + (f"; {report.summary()}" if report else "")
+                   f"ended)" + (f"; at the fence: {checked['summary']}" if checked else "")
                    + (f"; reverse replication {reverse} running" if inputs.reverse else ""))
         return Result(summary=summary,
                       outputs={"write_downtime_seconds": round(downtime, 3),
@@ -344,15 +358,23 @@ class ReplicateCutover(StepKind):
                                "reverse": reverse if inputs.reverse else ""},
                       undo={"reverse": reverse if inputs.reverse else "", "name": name},
                       details={"fenced_at": fenced_at, "opened_at": opened_at, "last_source_write": last_write,
-                               "phases": phases})
+                               "phases": phases, "at_fence": checked})
 
     def verify(self, ctx: Any, inputs: Inputs, result: Result) -> Verification:
         src, tgt = _sides(ctx, inputs)
         fenced = replication.is_fenced(src)
         forward = [s["slot"] for s in replication.leftover_slots(src) if s["slot"] == result.undo["name"]]
-        ok = fenced and not forward
-        return Verification(ok=ok, summary="source read-only, forward slot gone" if ok else
-                            f"source fenced: {fenced}; forward slot still there: {bool(forward)}")
+        # The data comparison ran in apply, on snapshots taken at the fence (see _verify_at_fence); a
+        # difference fails this verification, and the engine's undo switches back through the reverse
+        # replication, which carries the writes made on the new side since.
+        at_fence = (result.details or {}).get("at_fence")
+        data_ok = at_fence is None or at_fence["ok"]
+        ok = fenced and not forward and data_ok
+        parts = ["source read-only" if fenced else "source NOT read-only",
+                 "forward slot gone" if not forward else "forward slot still there"]
+        if at_fence is not None:
+            parts.append(f"at the fence: {at_fence['summary']}")
+        return Verification(ok=ok, summary="; ".join(parts))
 
     def plan_rollback(self, ctx: Any, inputs: Inputs, result: Result) -> Plan:
         reverse = result.undo.get("reverse")
@@ -387,10 +409,17 @@ class ReplicateCutover(StepKind):
                             f"reverse slot left: {bool(left)}; old side fenced: {replication.is_fenced(src)}")
 
 
-def _verify(src: Endpoint, tgt: Endpoint) -> verify.Report:
-    names = [t for t in verify.measure_meta(src).all_tables if not t.endswith(f".{replication.MARKER}")]
-    source, target = verify.measure_both(src, tgt, names)
-    return verify.compare(source, target, expect_no_extra_tables=False)
+def _verify_at_fence(src: Endpoint, tgt: Endpoint, snapshots: tuple[str, str]) -> dict[str, Any]:
+    """Row counts and checksums of every table on both sides as they were at the fence (the held
+    snapshots), measured while the new side already takes writes. Never raises: a comparison that
+    cannot run is a failed one, reported, since writes are open by now."""
+    try:
+        names = [t for t in verify.measure_meta(src).all_tables if not t.endswith(f".{replication.MARKER}")]
+        source, target = verify.measure_both(src, tgt, names, snapshots=snapshots)
+        report = verify.compare(source, target, expect_no_extra_tables=False)
+        return {"ok": report.ok, "summary": report.summary()}
+    except (DatabaseError, OSError) as exc:
+        return {"ok": False, "summary": f"the comparison could not run ({str(exc).splitlines()[0]})"}
 
 
 @register

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -149,6 +151,26 @@ def _open(ep: Endpoint, snapshot: str | None) -> psycopg.Connection:
     return conn
 
 
+@contextmanager
+def held_snapshot(ep: Endpoint) -> Iterator[str]:
+    """Export a snapshot of `ep` and hold it (its transaction stays open) until the block ends.
+
+        with held_snapshot(src) as snap:
+            open_writes()                              # the data moves on; `snap` does not
+            measure_tables(src, names, snapshot=snap)
+
+    What lets db.replicate.cutover verify *after* opening writes: the snapshots are taken while both
+    sides are still, and the checksums run on them while the application writes to the new side.
+    """
+    conn = connect(ep, autocommit=False, application_name="runbook-bot-snapshot")
+    try:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        yield conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def measure_tables(ep: Endpoint, names: list[str], *, jobs: int = 2, snapshot: str | None = None,
                    method: str = "typed", cancelled: threading.Event | None = None) -> dict[str, list[Any]]:
     """[rows, checksum] per table, `jobs` connections working through the list biggest first.
@@ -224,14 +246,17 @@ def server_major(ep: Endpoint) -> int:
 
 
 def measure_both(source: Endpoint, target: Endpoint, tables: list[str] | None = None, *,
-                 jobs: int = 2, method: str | None = None) -> tuple[Measures, Measures]:
-    """Both sides in parallel (each with `jobs` connections)."""
+                 jobs: int = 2, method: str | None = None,
+                 snapshots: tuple[str | None, str | None] = (None, None)) -> tuple[Measures, Measures]:
+    """Both sides in parallel (each with `jobs` connections); `snapshots` (source's, target's) from
+    :func:`held_snapshot` measure the tables as they were when those were taken."""
     src_meta = measure_meta(source)
     names = tables if tables is not None else src_meta.all_tables
     method = method or method_for(server_major(source), server_major(target))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        src_f = pool.submit(measure_tables, source, names, jobs=jobs, method=method)
-        tgt_f = pool.submit(measure, target, names, jobs=jobs, sequences=list(src_meta.sequences), method=method)
+        src_f = pool.submit(measure_tables, source, names, jobs=jobs, method=method, snapshot=snapshots[0])
+        tgt_f = pool.submit(measure, target, names, jobs=jobs, sequences=list(src_meta.sequences), method=method,
+                            snapshot=snapshots[1])
         src_meta.tables = src_f.result()
         return src_meta, tgt_f.result()
 
