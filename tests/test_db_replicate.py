@@ -204,6 +204,43 @@ def test_a_difference_at_the_fence_is_found_after_the_open_and_the_way_back_keep
     assert stop.verify(ctx, st_in, stop.apply(ctx, st_in, stop.plan(ctx, st_in))).ok
 
 
+def test_the_watch_alerts_on_a_slot_nobody_reads(pair, tmp_path):
+    """`replication_lag` in a watch: the slot streams (ok), then its subscriber stops reading (disabled):
+    the slot goes inactive and keeps WAL, and after `failures` ticks the watch breaches naming it."""
+    from bot.engine.store import Store
+    from bot.watch import service
+    from tests.fixtures.watch import RecordingChannel
+
+    cluster, src, tgt = pair
+    _kind, _inputs, started = start(ctx_for("replicate"), replica_identity_full=["public.audit"])
+    store, channel = Store(tmp_path / "store.sqlite"), RecordingChannel()
+    service.start(store, "run-1", {"every": "1m", "for": "1h", "delay": "0s",
+                                   "signals": [{"name": "replication_lag", "database": "env:SRC_URL", "failures": 2}]})
+
+    def tick() -> dict:
+        reading = service.tick_now(store, "run-1", channel)["signals"][0]
+        return reading
+
+    first = tick()
+    assert first["state"] in ("ok", "warn") and started.undo["name"] in first["detail"], first
+    cluster.sql(tgt, f"ALTER SUBSCRIPTION {started.undo['name']} DISABLE")
+    deadline = time.time() + 20
+    while time.time() < deadline and any(s["active"] for s in replication.leftover_slots(cluster.endpoint(src))):
+        time.sleep(0.2)
+    cluster.sql(src, "INSERT INTO public.ledger SELECT g, 1, 'unread' FROM generate_series(900000, 905000) g")
+    assert tick()["state"] == "warn"  # inactive once: not yet an alert
+    breached = tick()
+    assert breached["state"] == "breach", breached
+    assert started.undo["name"] in breached["detail"] and "inactive" in breached["detail"]
+    assert "fills that disk" in breached["detail"]
+    cluster.sql(tgt, f"ALTER SUBSCRIPTION {started.undo['name']} ENABLE")
+    stop = ReplicateStop()
+    st_in = stop.Inputs(**SIDES, replication="replicate")
+    ctx = ctx_for("replicate")
+    assert stop.verify(ctx, st_in, stop.apply(ctx, st_in, stop.plan(ctx, st_in))).ok
+    assert "no runbook-bot replication slot" in tick()["detail"]
+
+
 def test_rollback_before_cutover_drops_slot_and_leaves_source_as_it_was(pair):
     cluster, src, tgt = pair
     before = cluster.sql(src, "SELECT count(*), sum(balance) FROM public.accounts")

@@ -515,8 +515,79 @@ class PoolHealth(Signal):
         return ("breach" if value else "ok"), "> 0 unhealthy", detail
 
 
+class ReplicationLag(Signal):
+    """WAL held back by the runbook-bot replication slots on `database` (after a db.replicate cutover,
+    the reverse slot on the new primary): growing lag, or a slot nobody reads, breaches.
+
+    Why it matters after the cutover: the reverse replication is the way back, and its slot sits on
+    the *new* production database. If the old side stops reading (its subscription disabled, the old
+    server gone), the slot keeps every WAL segment and fills the new primary's disk, silently.
+    Breach: a slot inactive for `failures` ticks in a row, a slot holding more than `lag_mib`, or lag
+    that grew for `failures` ticks in a row; warn on the first inactive or growing tick.
+    """
+
+    name = "replication_lag"
+    unit_text = "MiB held"
+    source_fields = ("database",)
+
+    def endpoint(self) -> Any:
+        from types import SimpleNamespace
+
+        from bot.platforms.postgres import endpoints
+
+        if not self.spec.database:
+            raise SignalConfigError(f"{self.key}: needs `database:` (env:NAME, a URL or {{target: ...}})")
+        try:
+            return endpoints.resolve(self.spec.database, SimpleNamespace(targets=self.targets), field="database")
+        except endpoints.EndpointError as exc:
+            raise SignalConfigError(f"{self.key}: {exc}") from None
+
+    def check(self) -> None:
+        self.endpoint()
+
+    def source_text(self) -> str:
+        return f"database: {self.endpoint().display()}"
+
+    def read(self, window, carry):
+        from bot.platforms.postgres import replication
+
+        ep = self.endpoint()
+        slots = replication.leftover_slots(ep)
+        held = max((s["retained_bytes"] for s in slots), default=0) / 1048576
+        inactive = dict(carry.get("inactive", {}))
+        carry["inactive"] = {s["slot"]: (inactive.get(s["slot"], 0) + 1) for s in slots if not s["active"]}
+        last = carry.get("last")
+        carry["growing"] = (int(carry.get("growing", 0)) + 1) if last is not None and held > last else 0
+        carry["last"] = held
+        return held, {"slots": [{**s, "inactive_ticks": carry["inactive"].get(s["slot"], 0)} for s in slots],
+                      "growing": carry["growing"], "host": ep.display()}
+
+    def judge(self, value, baseline, data, window):
+        needed, limit = self.spec.failures, self.spec.lag_mib
+        threshold = f"> {limit:g} MiB held, or inactive / growing {needed} ticks"
+        slots = data.get("slots", [])
+        if not slots:
+            return "ok", threshold, f"no runbook-bot replication slot on {data.get('host')}"
+        held = ", ".join(f"{s['slot']} {s['retained_bytes'] / 1048576:.1f} MiB"
+                         f"{'' if s['active'] else ' (inactive)'}" for s in slots)
+        stale = [s for s in slots if s["inactive_ticks"] >= needed]
+        if stale:
+            names = ", ".join(s["slot"] for s in stale)
+            return "breach", threshold, (f"{names} inactive for {needed}+ ticks on {data.get('host')}: nothing reads "
+                                         f"it and its WAL fills that disk; drop it with db.replicate.stop or "
+                                         f"pg_drop_replication_slot() ({held})")
+        if value is not None and value > limit:
+            return "breach", threshold, f"{value:.1f} MiB of WAL held back on {data.get('host')} ({held})"
+        if data.get("growing", 0) >= needed:
+            return "breach", threshold, f"lag grew {data['growing']} ticks in a row ({held})"
+        if data.get("growing") or any(not s["active"] for s in slots):
+            return "warn", threshold, held
+        return "ok", threshold, held
+
+
 SIGNAL_CLASSES: dict[str, type[Signal]] = {
-    cls.name: cls for cls in (Edge504Rate, Edge5xxRate, LogVolume, ThroughputFloor, Probe, CallerLog, PoolHealth)
+    cls.name: cls for cls in (Edge504Rate, Edge5xxRate, LogVolume, ThroughputFloor, Probe, CallerLog, PoolHealth,
+                              ReplicationLag)
 }
 
 

@@ -16,6 +16,7 @@
           - {name: throughput_floor, floor: 200, under: 50%}
           - {name: probe, probe: {url: "https://203.0.113.7/healthz", host: api.example.com}, failures: 3}
           - {name: caller_log, caller_log: {log_groups: [/ecs/web], pattern: " 504 "}, over: 10}
+          - {name: replication_lag, database: "env:NEW_DATABASE_URL", lag_mib: 1024, failures: 3}
 
 Durations are `30s`, `10m`, `24h`, `1h30m` or seconds as a number. Percentages are `"1%"` or a
 number meaning percent. Thresholds per signal (defaults in brackets):
@@ -26,6 +27,9 @@ number meaning percent. Thresholds per signal (defaults in brackets):
 - `throughput_floor`: `floor` (absolute per interval) and `under` [50%] of the baseline; either breaches.
 - `probe`: `failures` [3] failed probes in a row breach; one failure warns; `attempts` [3] per tick.
 - `caller_log`: `over` [0] 504s per interval breach; `warn_over` [0] warns.
+- `replication_lag`: the runbook-bot replication slots on `database` (after db.replicate's cutover, the
+  reverse slot on the new primary): a slot inactive `failures` [3] ticks in a row, one holding more than
+  `lag_mib` [1024] MiB of WAL, or lag growing `failures` ticks in a row breaches; the first such tick warns.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from bot.runbook.model import bounded_seconds
 
 SIGNAL_NAMES = ("log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log",
-                "pool_health")
+                "pool_health", "replication_lag")
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?"
                        r"\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
@@ -158,6 +162,9 @@ class Sources(BaseModel):
     edge: str | None = Field(None, description="name of a target with edge metrics (a cloudflare zone: GraphQL analytics)")
     probe: ProbeSource | str | None = None
     caller_log: CallerLogSource | None = None
+    database: str | dict[str, Any] | None = Field(
+        None, description="a PostgreSQL endpoint (`env:NAME`, a URL, `{target: ...}`) whose runbook-bot "
+                          "replication slots `replication_lag` watches")
     baseline: BaselineSource | None = None
 
 
@@ -165,7 +172,7 @@ class SignalSpec(Sources):
     """One signal with its sources and thresholds (unset fields inherit the spec's sources)."""
 
     name: Literal["log_volume", "edge_504_rate", "edge_5xx_rate", "throughput_floor", "probe", "caller_log",
-                  "pool_health"]
+                  "pool_health", "replication_lag"]
     label: str | None = None
     over: Percent | None = None
     warn_over: Percent | None = None
@@ -174,6 +181,7 @@ class SignalSpec(Sources):
     floor: float | None = Field(None, ge=0)
     failures: int = Field(3, ge=1)
     attempts: int = Field(3, ge=1, le=20)
+    lag_mib: float = Field(1024.0, gt=0, description="replication_lag: WAL a slot may hold back before a breach")
 
     @property
     def key(self) -> str:
