@@ -85,6 +85,34 @@ class Block(StepKind):
 
 
 @register
+class Phased(StepKind):
+    """`test.phased`: a long step in phases, as db.copy reports them: `data` moves 0 -> 60 of 100 MiB,
+    then `indexes` (done does not move) until the release file exists."""
+
+    name = "test.phased"
+    mutating = True
+
+    class Inputs(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        started: str
+        release: str
+
+    def plan(self, ctx, inputs):
+        return Plan(summary="copy in phases")
+
+    def apply(self, ctx, inputs, plan):
+        for done in range(0, 61, 5):
+            ctx.progress(done, 100, f"data: {done} MiB", unit="MiB", phase="data")
+            ctx.sleep(0.1)
+        Path(inputs.started).write_text("indexes")
+        while not Path(inputs.release).exists():
+            ctx.progress(60, 100, "indexes, constraints and triggers", unit="MiB", phase="indexes")
+            ctx.sleep(0.1)
+        ctx.progress(100, 100, "done", unit="MiB", phase="indexes")
+        return Result(summary="copied")
+
+
+@register
 class Fail(StepKind):
     name = "test.fail"
     mutating = False

@@ -23,8 +23,10 @@ from rich.table import Table
 
 from bot import secrets
 from bot.engine.channel import Progress as StepProgress
-from bot.engine.channel import RunView, StepView
+from bot.engine.channel import RunView, StepView, progress_line
 from bot.engine.states import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXIT_WAITING, RUN_EXIT, RUN_FINAL  # noqa: F401
+
+PLAIN_EVERY = 10.0  # seconds between plain progress lines when output is not a terminal
 
 STATE_STYLE = {
     "pending": "dim", "planned": "cyan", "awaiting_approval": "yellow", "applying": "blue",
@@ -68,6 +70,7 @@ class ConsoleChannel:
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         self._last_states: dict[str, str] = {}
+        self._plain: dict[str, tuple[str | None, float, Any]] = {}  # step -> (phase, last line at, last progress)
 
     # -- Channel ------------------------------------------------------------------------------
 
@@ -108,6 +111,22 @@ class ConsoleChannel:
         self.console.print(f"  {_esc(step.key)} {verb} by {_esc(decision.get('user'))}")
 
     def report_progress(self, run: RunView, step: StepView, progress: StepProgress) -> None:
+        if not self.console.is_terminal:
+            # A CI log or a pipe: no bar (rich draws none there); a plain line when the phase changes and
+            # every PLAIN_EVERY seconds, so a long step is never silent in a log.
+            key = f"{run.id}/{step.key}"
+            last_phase, last_at, last = self._plain.get(key, (None, 0.0, None))
+            now = time.monotonic()
+            if last is not None and progress.phase != last_phase and progress.phases:
+                ended = progress.phases[-1]  # the phase that just ended, with its measured length
+                rate = f", {last.rate:.1f} {last.unit}/s" if last.rate else ""
+                self.console.print(f"  {_esc(step.key)}: {_esc(ended['name'])} done in {ended['seconds']:g} s"
+                                   f"{rate}", soft_wrap=True)
+            if progress.phase != last_phase or now - last_at >= PLAIN_EVERY:
+                self.console.print(f"  {_esc(step.key)}: {_esc(progress_line(progress))}", soft_wrap=True)
+                last_at = now
+            self._plain[key] = (progress.phase, last_at, progress)
+            return
         if self._progress is None:
             self._progress = Progress(TextColumn("  {task.description}"), BarColumn(),
                                       TextColumn("{task.completed:.0f}/{task.total:.0f} {task.fields[unit]}"),
@@ -115,7 +134,7 @@ class ConsoleChannel:
             self._progress.start()
         task = self._tasks.get(step.key)
         total = progress.total if progress.total is not None else max(progress.done, 1)
-        description = f"{step.key}: {progress.message}"[:70]
+        description = f"{step.key}: {(progress.phase + ' · ') if progress.phase else ''}{progress.message}"[:70]
         if task is None:
             self._tasks[step.key] = self._progress.add_task(_esc(description), total=total, completed=progress.done,
                                                             unit=progress.unit)
@@ -208,6 +227,8 @@ def print_run(console: Console, run: RunView) -> None:
         if step.state == "awaiting_approval" and step.approval_policy:
             got = sum(1 for a in step.approvals if a["decision"] == "approve")
             detail = f"{got}/{step.approval_policy.get('min', 1)} approvals · " + detail
+        if step.state in ("applying", "verifying", "rolling_back") and step.progress:
+            detail = progress_line(step.progress)  # the record the store keeps, from whichever process runs it
         table.add_row(_esc(step.key), _esc(step.kind), _styled(step.state), _esc(detail)[:100])
     console.print(table)
 

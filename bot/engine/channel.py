@@ -12,7 +12,7 @@ back later through `Runner.approve` from whichever front end the approver uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 
@@ -37,6 +37,7 @@ class StepView:
     finished_at: float | None = None
     plan_digest: str | None = None  # what an approval of this step must carry (see Runner.approve)
     offers: list[str] = field(default_factory=list)  # an interrupted step's choices, the advised one first
+    progress: dict[str, Any] | None = None  # the last progress record (see Progress), kept by the store
 
 
 @dataclass
@@ -61,8 +62,50 @@ class Progress:
     total: float | None
     message: str
     unit: str
-    rate: float | None = None  # units per second, when known
-    eta_seconds: float | None = None
+    rate: float | None = None  # units per second within the current phase, when known
+    eta_seconds: float | None = None  # None when it cannot be honest (no total, or the phase does not move it)
+    phase: str = ""  # e.g. db.copy: schema, data, indexes, analyse, verify
+    phase_seconds: float = 0.0  # how long the current phase has run
+    phases: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "seconds"}] of the phases so far
+
+
+def _seconds(value: float) -> str:
+    """`15 s`, `1 min 35 s`, `2 h 5 min`: whole units, the larger one from one and a half of it."""
+    whole = max(0, round(value))
+    for size, unit, rest in ((3600, "h", "min"), (60, "min", "s")):
+        if whole >= size * 1.5:
+            return f"{whole // size} {unit} {whole % size // (size // 60)} {rest}"
+    return f"{whole} s"
+
+
+def progress_line(record: dict[str, Any] | Progress) -> str:
+    """One line for a progress record (a `Progress` or the dict the store keeps), for any front end.
+
+        >>> progress_line({"phase": "data", "done": 412, "total": 1024, "unit": "MiB", "rate": 40.0,
+        ...                "eta_seconds": 15.3, "phase_seconds": 10.2, "message": "data: 3/9 tables"})
+        'data · 412/1024 MiB (40%) · 40.0 MiB/s · ETA 15 s · data: 3/9 tables'
+        >>> progress_line({"phase": "indexes", "done": 1024, "total": 1024, "unit": "MiB", "rate": None,
+        ...                "eta_seconds": None, "phase_seconds": 95, "message": "indexes, constraints"})
+        'indexes · 1 min 35 s so far, no honest ETA · indexes, constraints'
+    """
+    r = asdict(record) if isinstance(record, Progress) else record
+    parts = [r["phase"]] if r.get("phase") else []
+    total, done, unit = r.get("total"), r.get("done") or 0, r.get("unit") or ""
+    moving = r.get("rate") is not None
+    if moving or not r.get("phase"):
+        amount = f"{done:g}" + (f"/{total:g}" if total else "") + (f" {unit}" if unit else "")
+        if total:
+            amount += f" ({100 * done / total:.0f}%)"
+        parts.append(amount)
+    if moving:
+        parts.append(f"{r['rate']:.1f} {unit}/s")
+        if r.get("eta_seconds") is not None:
+            parts.append(f"ETA {_seconds(r['eta_seconds'])}")
+    elif r.get("phase"):
+        parts.append(f"{_seconds(r.get('phase_seconds') or 0)} so far, no honest ETA")
+    if r.get("message"):
+        parts.append(r["message"])
+    return " · ".join(parts)
 
 
 class Channel(Protocol):

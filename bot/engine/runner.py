@@ -35,7 +35,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from bot.engine.rollback_plan import UNDO_PREFIX, plan_undo, retry_keys, rollbac
 from bot.engine.states import RunState, StepState
 from bot.engine.step_rows import StepRows
 from bot.engine.store import LockHeld, Store
+from bot.engine.store_faults import StoreFault
 from bot.platforms.errors import PlatformError
 from bot.runbook.plancheck import rendered_input_problems
 from bot.runbook.load import LoadedRunbook, RunbookInvalid, format_path, load_runbook, resolve_runbook
@@ -456,6 +457,7 @@ class Runner:
             needs_approval=needs, approval_policy=policy, requested_at=row["requested_at"],
             started_at=row["started_at"], finished_at=row["finished_at"], plan_digest=plan_digest_of(row),
             offers=interrupted_offers(kinds().get(row["kind"])) if row["state"] == "interrupted" else [],
+            progress=row.get("progress"),
         )
 
     def wait_idle(self, timeout: float = 30.0) -> None:
@@ -852,20 +854,31 @@ class Runner:
                     return True
             return False
 
-        started = time.monotonic()
+        phase_state: dict[str, Any] = {"name": None, "since": time.monotonic(), "from": 0.0, "done": []}
 
-        def on_progress(done: float, total: float | None, message: str, unit: str) -> None:
+        def on_progress(done: float, total: float | None, message: str, unit: str, phase: str = "") -> None:
             now = time.monotonic()
             final = total is not None and done >= total
-            if now - last_progress[0] < self.progress_interval and not final:
+            if phase_state["name"] != phase:  # a new phase: reported at once, rate measured afresh
+                if phase_state["name"] is not None:
+                    phase_state["done"].append({"name": phase_state["name"],
+                                                "seconds": round(now - phase_state["since"], 1)})
+                phase_state.update(name=phase, since=now, **{"from": done})
+            elif now - last_progress[0] < self.progress_interval and not final:
                 return
             last_progress[0] = now
-            elapsed = now - started
-            rate = done / elapsed if elapsed > 0 and done else None
+            in_phase = now - phase_state["since"]
+            moved = done - phase_state["from"]
+            rate = moved / in_phase if in_phase > 0.5 and moved > 0 else None
             eta = (total - done) / rate if rate and total is not None and total > done else None
-            self._tell(run_id, ("report_progress", key,
-                                Progress(done=done, total=total, message=secret_values.redact(message), unit=unit,
-                                         rate=rate, eta_seconds=eta)))
+            progress = Progress(done=done, total=total, message=secret_values.redact(message), unit=unit,
+                                rate=rate, eta_seconds=eta, phase=phase, phase_seconds=round(in_phase, 1),
+                                phases=list(phase_state["done"]))
+            try:  # the record every front end and `status` read; a busy store must not stop the step
+                self.store.set_progress(run_id, key, {**asdict(progress), "at": self.clock.now()})
+            except StoreFault as exc:
+                log.warning("progress of %s not recorded: %s", key, exc)
+            self._tell(run_id, ("report_progress", key, progress))
 
         def on_log(message: str) -> None:
             self.store.add_event(run_id, "step.log", actor=ENGINE, front_end=ENGINE, step_key=key,

@@ -397,8 +397,8 @@ class Store:
     @staticmethod
     def _step_row(row: sqlite3.Row) -> dict[str, Any]:
         step = dict(row)
-        for col in ("plan", "result", "verification", "undo"):
-            step[col] = _loads(step[col])
+        for col in ("plan", "result", "verification", "undo", "progress"):
+            step[col] = _loads(step.get(col))
         return step
 
     def transition_step(self, run_id: str, key: str, from_states: Sequence[str], to_state: str, **kwargs: Any) -> bool:
@@ -487,6 +487,11 @@ class Store:
             self._event(conn, run_id=run_id, step_key=key, action="step.undo_recorded", actor="engine",
                         front_end="engine", detail={"keys": sorted(undo)})
         return merged
+
+    def set_progress(self, run_id: str, key: str, record: dict[str, Any]) -> None:
+        """The step's latest progress record (one small write a second at most; see Runner)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE steps SET progress = ? WHERE run_id = ? AND key = ?", (_dumps(record), run_id, key))
 
     def mark_apply_started(self, run_id: str, key: str) -> None:
         """The step's `apply` is about to run: from here on, it may have changed something."""

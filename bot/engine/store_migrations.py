@@ -81,10 +81,18 @@ def _v3_leases(conn: sqlite3.Connection) -> None:
                  " acquired_at REAL)")
 
 
+def _v4_step_progress(conn: sqlite3.Connection) -> None:
+    # The last progress record of a step (JSON: phase, done/total, rate, ETA, the phases so far), so every
+    # front end and `status` in another process show where a long step is.
+    if "progress" not in {r[1] for r in conn.execute("PRAGMA table_info(steps)")}:
+        conn.execute("ALTER TABLE steps ADD COLUMN progress TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, steps, approvals, events, locks", _v1_first_release),
     Migration(2, "write-ahead undo, apply_started, rendered targets", _v2_undo_and_rendered_targets),
     Migration(3, "named leases (one watch scheduler, one outbox drainer)", _v3_leases),
+    Migration(4, "a step's progress record", _v4_step_progress),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -77,10 +77,13 @@ _V3 = (
     " acquired_at DOUBLE PRECISION)",
 )
 
+_V4 = ("ALTER TABLE steps ADD COLUMN IF NOT EXISTS progress TEXT",)
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "runs, steps, approvals, events, locks", _statements(_V1)),
     PgMigration(2, "write-ahead undo, apply_started, rendered targets", _statements(_V2)),
     PgMigration(3, "named leases (one watch scheduler, one outbox drainer)", _statements(_V3)),
+    PgMigration(4, "a step's progress record", _statements(_V4)),
 )
 assert MIGRATIONS[-1].version == LATEST, "a store migration needs its PostgreSQL twin (store_pg_schema.py)"
 

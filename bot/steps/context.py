@@ -92,9 +92,15 @@ class StepContext:
         except KeyError:
             raise KeyError(f"unknown target {name!r}; known: {', '.join(sorted(self.targets)) or 'none'}") from None
 
-    def progress(self, done: float, total: float | None = None, message: str = "", unit: str = "") -> None:
-        """Report progress; the engine throttles what reaches people to one update a second."""
-        self.on_progress(done=done, total=total, message=message, unit=unit)
+    def progress(self, done: float, total: float | None = None, message: str = "", unit: str = "",
+                 phase: str = "") -> None:
+        """Report progress; the engine throttles what reaches people to one update a second.
+
+        `phase` names a stage of a long step (db.copy: "data", "indexes", "analyse", "verify"): the
+        rate and the ETA are measured within the phase, so a phase whose `done` does not move (indexes
+        being built) shows no ETA rather than a frozen one. A new phase is always reported at once.
+        """
+        self.on_progress(done=done, total=total, message=message, unit=unit, phase=phase)
 
     def log(self, message: str) -> None:
         """A line for the run's audit log (redacted before it is stored)."""

@@ -436,10 +436,10 @@ class DbCopy(_Preflight, StepKind):
                 psql=tools.find_psql(dump_tool), same_major=data["source_major"] == data["target_major"],
                 snapshot=snap.id, only_tables=data.get("only_tables"))
             def report(fraction: float, message: str) -> None:
-                elapsed = time.monotonic() - started
-                if 0.02 < fraction < 1.0:
-                    message += f"; ETA {human_seconds(elapsed * (1 - fraction) / fraction)}"
-                ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MiB")
+                # The engine measures rate and ETA within each phase: while indexes build the MiB do
+                # not move, and it says "no honest ETA" instead of a frozen guess.
+                phase = "indexes" if message.startswith("indexes") else "data"
+                ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MiB", phase=phase)
 
             try:
                 outcome = pgcopy.run(
@@ -451,11 +451,15 @@ class DbCopy(_Preflight, StepKind):
                                 f"roll back or re-run with overwrite: true. {exc}") from None
             ctx.check_cancelled()
             sequences = self._sync_sequences(src_ep, tgt_ep)
-            ctx.progress(total_mb, total_mb, "analyse: ANALYZE of every copied table on the target", unit="MiB")
+            ctx.progress(total_mb, total_mb, "ANALYZE of every copied table on the target", unit="MiB",
+                         phase="analyse")
             outcome.seconds["analyse"] = pgcopy.analyze(tgt_ep, [t.qualified for t in tables],
                                                         jobs=int(data["jobs"]))
             if inputs.grants:
                 self._grant(tgt_ep, inputs.grants)
+            if helper is not None and helper.is_alive():
+                ctx.progress(total_mb, total_mb, "checksums of the source under the copy's snapshot", unit="MiB",
+                             phase="verify")
             while helper is not None and helper.is_alive():
                 ctx.check_cancelled()
                 helper.join(0.2)
@@ -546,6 +550,7 @@ class DbCopy(_Preflight, StepKind):
             return None
         src_ep, tgt_ep = _resolve(ctx, inputs)
         stored = result.details.get("source_measures")
+        ctx.progress(0, None, "checksums of every table on the target", phase="verify")
         if stored:
             src = verify.Measures.from_dict(stored)
             tgt = verify.measure(tgt_ep, list(src.tables), jobs=_default_jobs(), sequences=list(src.sequences),
