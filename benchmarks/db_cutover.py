@@ -12,7 +12,8 @@ database.
 - dump and restore: the writer stops (maintenance on), `pg_dump -Fd -j2` to disk, `pg_restore -j2`
   into a fresh database, the writer moves to it (maintenance off);
 - db.replicate: start (schema + initial copy, writes flowing), wait until caught up, then the
-  cutover step (fence, lag to zero, sequences, verify, reverse replication), the writer moves.
+  cutover step (fence, lag to zero, sequences, snapshots, reverse replication, open); the writer
+  moves at the open (as `switch:` moves the app), and the checksums on the fence's snapshots run after.
 
 Rows written to the source before each window are counted on the new side (none may be lost).
 The last line is one JSON object: "ratio" = dump window / cutover window, "target" 10, and "pass" when
@@ -134,8 +135,17 @@ def cutover_window(cluster: LogicalCluster, src: str, writer: Writer) -> tuple[f
     time.sleep(1.0)                                       # streaming under the write load
     cut = ReplicateCutover()
     c_in = cut.Inputs(**sides, replication="replicate")
-    result = cut.apply(ctx("cutover"), c_in, cut.plan(ctx("cutover"), c_in))
-    writer.move_to(tgt)                                   # env.set: the app's DATABASE_URL
+
+    def on_progress(**report) -> None:
+        # The app's DATABASE_URL switch at the open (what `switch:` does on a platform); the checksums
+        # on the fence's snapshots run after it, outside the window.
+        if report["message"].startswith("writes open"):
+            writer.move_to(tgt)
+
+    cut_ctx = StepContext(run_id="bench", step_id="cutover", runbook_name="bench", params={}, targets={},
+                          outputs={}, on_progress=on_progress)
+    result = cut.apply(cut_ctx, c_in, cut.plan(cut_ctx, c_in))
+    writer.move_to(tgt)                                   # (already there)
     time.sleep(1.0)
     before = writer.written_to(src)
     carried = cluster.sql(tgt, "SELECT count(*) FROM pgbench_history")[0][0] - writer.written_to(tgt)

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from bot.platforms.postgres import replication
+from bot.steps.base import StepError
 from bot.steps.context import StepContext
 from bot.steps.db_replicate import ReplicateCutover, ReplicateStart, ReplicateStatus, ReplicateStop
 
@@ -199,6 +200,111 @@ def test_a_difference_at_the_fence_is_found_after_the_open_and_the_way_back_keep
     assert len(ids) >= 20
     assert cluster.sql(src, f"SELECT count(*) FROM public.ledger WHERE id IN ({','.join(map(str, ids))})") == \
         [(len(ids),)]
+    stop = ReplicateStop()
+    st_in = stop.Inputs(**SIDES, replication="replicate")
+    assert stop.verify(ctx, st_in, stop.apply(ctx, st_in, stop.plan(ctx, st_in))).ok
+
+
+class FollowingWriter(Writer):
+    """A writer that follows the app's DATABASE_URL on the (fake) Heroku: a dyno restarted on the new value."""
+
+    def __init__(self, cluster, src, tgt, heroku, tgt_url):
+        super().__init__(cluster, src, tgt)
+        self.heroku, self.tgt_url = heroku, tgt_url
+
+    def run(self):
+        def follow():
+            while not self.stop_flag.is_set():
+                (self.switch.set if self.heroku.values.get("DATABASE_URL") == self.tgt_url else self.switch.clear)()
+                time.sleep(0.01)
+        threading.Thread(target=follow, daemon=True).start()
+        super().run()
+
+
+@pytest.fixture
+def heroku_app(httpserver, monkeypatch, pair):
+    from tests.test_env_set import HerokuState
+
+    cluster, src, _tgt = pair
+    state = HerokuState({"DATABASE_URL": cluster.url(src)})
+    httpserver.expect_request("/apps/api/config-vars").respond_with_handler(state.handler)
+    monkeypatch.setenv("HEROKU_API_URL", httpserver.url_for(""))
+    monkeypatch.setenv("HEROKU_API_KEY", "heroku-token-1234")
+    return state
+
+
+SWITCH = {"to": "app", "value": "env:TGT_URL", "back": "env:SRC_URL"}
+
+
+def _switch_ctx(logs: list) -> StepContext:
+    from bot.runbook.targets import HerokuTarget
+
+    return StepContext(run_id="run-1", step_id="cutover", runbook_name="t", params={},
+                       targets={"app": HerokuTarget(app="api")}, outputs={}, on_log=logs.append)
+
+
+def test_the_cutover_switches_the_apps_url_inside_the_window_and_the_rollback_back(pair, heroku_app):
+    cluster, src, tgt = pair
+    start(ctx_for("replicate"), replica_identity_full=["public.audit"])
+    writer = FollowingWriter(cluster, src, tgt, heroku_app, cluster.url(tgt))
+    writer.start()
+    logs: list = []
+    c_ctx = _switch_ctx(logs)
+    cut = ReplicateCutover()
+    c_in = cut.Inputs(**SIDES, replication="replicate", switch=SWITCH)
+    try:
+        time.sleep(1.0)
+        plan = cut.plan(c_ctx, c_in)
+        assert [c.action for c in plan.changes][:2] == ["fence", "fence"] and plan.changes[-1].action == "switch"
+        done = cut.apply(c_ctx, c_in, plan)
+        assert heroku_app.values["DATABASE_URL"] == cluster.url(tgt)
+        deadline = time.time() + 10
+        while len(writer.on_target) < 20 and time.time() < deadline:
+            time.sleep(0.05)
+        assert cut.verify(c_ctx, c_in, done).ok
+    finally:
+        writer.stop_flag.set()
+        writer.join(10)
+    switch_log = next(i for i, line in enumerate(logs) if "DATABASE_URL" in line)
+    opened_log = next(i for i, line in enumerate(logs) if line.startswith("writes open"))
+    assert switch_log < opened_log  # switched inside the window, before the verification ran
+    assert ledger_ids(cluster, tgt) == expected(writer.written)  # none lost across the switch
+    assert "switch" in done.details["phases"] and not replication.is_fenced(cluster.endpoint(tgt))
+    undo = cut.rollback(c_ctx, c_in, done)
+    assert cut.verify_rollback(c_ctx, c_in, done, undo).ok
+    assert heroku_app.values["DATABASE_URL"] == cluster.url(src) and "set back" in undo.summary
+    stop = ReplicateStop()
+    st_in = stop.Inputs(**SIDES, replication="replicate")
+    ctx = ctx_for("replicate")
+    assert stop.verify(ctx, st_in, stop.apply(ctx, st_in, stop.plan(ctx, st_in))).ok
+
+
+def test_a_switch_the_platform_refuses_leaves_both_databases_as_they_were(pair, httpserver, monkeypatch):
+    from werkzeug import Response
+
+    cluster, src, tgt = pair
+    httpserver.expect_request("/apps/api/config-vars", method="GET").respond_with_json(
+        {"DATABASE_URL": cluster.url(src)})
+    httpserver.expect_request("/apps/api/config-vars", method="PATCH").respond_with_response(
+        Response('{"id": "forbidden", "message": "You do not have access to the app api."}', status=403,
+                 content_type="application/json"))
+    monkeypatch.setenv("HEROKU_API_URL", httpserver.url_for(""))
+    monkeypatch.setenv("HEROKU_API_KEY", "heroku-token-1234")
+    ctx = ctx_for("replicate")
+    _kind, _inputs, started = start(ctx, replica_identity_full=["public.audit"])
+    cut = ReplicateCutover()
+    c_in = cut.Inputs(**SIDES, replication="replicate", switch=SWITCH)
+    c_ctx = _switch_ctx([])
+    with pytest.raises(StepError, match="cutover stopped, the source is writable again"):
+        cut.apply(c_ctx, c_in, cut.plan(c_ctx, c_in))
+    assert not replication.is_fenced(cluster.endpoint(src)) and not replication.is_fenced(cluster.endpoint(tgt))
+    # the forward replication goes on: a retry can cut over
+    cluster.sql(src, "INSERT INTO public.ledger VALUES (777777, 1, 'after the refused switch')")
+    deadline = time.time() + 20
+    while cluster.sql(tgt, "SELECT count(*) FROM public.ledger WHERE id = 777777") != [(1,)] and time.time() < deadline:
+        time.sleep(0.2)
+    assert cluster.sql(tgt, "SELECT count(*) FROM public.ledger WHERE id = 777777") == [(1,)]
+    assert [s["slot"] for s in replication.leftover_slots(cluster.endpoint(src))] == [started.undo["name"]]
     stop = ReplicateStop()
     st_in = stop.Inputs(**SIDES, replication="replicate")
     assert stop.verify(ctx, st_in, stop.apply(ctx, st_in, stop.plan(ctx, st_in))).ok

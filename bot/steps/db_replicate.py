@@ -29,18 +29,23 @@ A slot left on the source by a killed bot is listed by the next `start`'s plan a
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot import secrets
+from bot.platforms import registry
+from bot.platforms.capabilities import ENV_SINK
+from bot.platforms.errors import PlatformError
 from bot.platforms.postgres import pooler, preflight, replication, verify
 from bot.platforms.postgres.connect import DatabaseError, Endpoint
 from bot.platforms.postgres.preflight import human_bytes
 from bot.runbook.model import Duration
-from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, Verification, register
+from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, TargetRef, Verification, register
 from bot.steps.db_copy import _resolve as _sides  # the same source/target resolution and refusal
 from bot.steps.db_copy import drop_everything
 
@@ -268,6 +273,38 @@ class ReplicateStatus(StepKind):
                                                   "alerts": alerts}, details={"ticks": lines})
 
 
+class Switch(BaseModel):
+    """The app's database variable, switched by the cutover itself at the open (and back on rollback)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: Annotated[str, TargetRef(capability=ENV_SINK)] = Field(description="The app (a target with an EnvSink)")
+    variable: str = Field("DATABASE_URL", description="The variable holding the database URL")
+    value: str = Field(description="`env:NAME`: the URL the app uses for the new database")
+    back: str = Field(description="`env:NAME`: the URL of the old database, set again by the rollback")
+
+
+def _url(spec: str, field: str) -> str:
+    """The URL an `env:NAME` spec names, registered as a secret (it may carry a password)."""
+    name = spec[4:].strip() if spec.startswith("env:") else ""
+    if not name:
+        raise PlanRefused(f"switch.{field}: give `env:NAME` (the URL is read from the bot's environment, never "
+                          f"stored), not {secrets.redact(spec)!r}")
+    value = os.environ.get(name)
+    if not value:
+        raise PlanRefused(f"switch.{field}: the environment variable {name} is not set")
+    secrets.register(value)
+    return value
+
+
+def _set_app_url(ctx: Any, switch: Switch, spec: str, field: str) -> dict[str, Any]:
+    """Point the app's variable at the URL `spec` names; the sink's undo record (no values)."""
+    url = _url(spec, field)
+    recorded, said = registry.adapter(ctx.target(switch.to), ENV_SINK).set({switch.variable: url}, {switch.variable})
+    ctx.log(f"db.replicate.cutover: {said}")
+    return recorded
+
+
 @register
 class ReplicateCutover(StepKind):
     """Fence the source, wait for lag zero, copy sequences, verify, start reverse replication, open the target."""
@@ -280,6 +317,8 @@ class ReplicateCutover(StepKind):
         verify: bool = Field(True, description="Row counts and checksums of every table as it was at the fence "
                                                "(snapshots held; measured after writes open, outside the window)")
         reverse: bool = Field(True, description="Replicate the new side back to the old one (for rollback)")
+        switch: Switch | None = Field(None, description="Switch the app's DATABASE_URL at the open, inside the "
+                                                         "window (the target refuses client writes until then)")
 
     class Outputs(BaseModel):
         write_downtime_seconds: float = 0.0
@@ -302,9 +341,18 @@ class ReplicateCutover(StepKind):
         if inputs.reverse:
             steps.append(Change(action="create", resource=f"reverse replication {names.reverse}",
                                 detail=f"{tgt.display()} -> {src.display()}, before the target takes writes"))
+        warnings = ["switch the app's DATABASE_URL right after (env.set); the source stays read-only"]
+        if inputs.switch is not None:
+            sw = inputs.switch
+            _url(sw.value, "value"), _url(sw.back, "back")  # refused now, not mid-window, when unset
+            steps.insert(0, Change(action="fence", resource=f"target {tgt.display()}",
+                                   detail="client writes refused until the open (replication still applies)"))
+            steps.append(Change(action="switch", resource=f"{sw.to}: {sw.variable}",
+                                detail=f"to {sw.value} before the open; the rollback sets {sw.back}"))
+            warnings = [f"{sw.to} restarts on the new {sw.variable} (a platform's config change); its restart "
+                        "is part of the app's own downtime"]
         return Plan(summary=f"cut over {src.display()} -> {tgt.display()}", changes=steps, blocking=blocking,
-                    warnings=["switch the app's DATABASE_URL right after (env.set); the source stays read-only"],
-                    data={"name": names.base, "reverse": names.reverse})
+                    warnings=warnings, data={"name": names.base, "reverse": names.reverse})
 
     def apply(self, ctx: Any, inputs: Inputs, plan: Plan) -> Result:
         src, tgt = _sides(ctx, inputs)
@@ -318,9 +366,12 @@ class ReplicateCutover(StepKind):
             return value
 
         held = ExitStack()
+        sw, switched = inputs.switch, None
         fenced_at = time.time()
         try:  # from the fence on, any failure before the open unfences the source (below)
             ended = timed("fence", replication.fence, src)
+            if sw is not None:  # the app will move to the target before the reverse replication exists
+                replication.fence(tgt)
             last_write = replication.last_commit(src)
             drained = timed("drain", replication.wait_marker, src, tgt, timeout=inputs.timeout)
             timed("sequences", replication.copy_sequences, src, tgt)
@@ -328,15 +379,31 @@ class ReplicateCutover(StepKind):
             # snapshot of each, so the checksums can run after writes open, outside the window.
             snapshots = ((held.enter_context(verify.held_snapshot(src)), held.enter_context(verify.held_snapshot(tgt)))
                          if inputs.verify else None)
+            if sw is not None:
+                switched = timed("switch", _set_app_url, ctx, sw, sw.value, "value")
             timed("drop_forward", replication.stop, src, tgt, name)
             if inputs.reverse:
                 timed("reverse", replication.start, tgt, src, reverse, copy_data=False)
+            if sw is not None:
+                replication.unfence(tgt)  # the open: the app, already pointed here, writes from now on
         except BaseException as exc:
             held.close()
-            # Nothing switched: open the source again and keep the forward replication if it is still there.
+            # Not open: the source takes writes again (the forward replication is kept if still there).
             replication.unfence(src)
-            if isinstance(exc, (replication.ReplicationError, DatabaseError)):
-                raise StepError(f"cutover stopped, the source is writable again: {exc}") from None
+            left = ""
+            if switched is not None:
+                try:
+                    _set_app_url(ctx, sw, sw.back, "back")
+                except Exception as back_exc:  # noqa: BLE001 - said in the message, with what to do
+                    left = (f"; {sw.to}'s {sw.variable} still points at the target, which stays read-only so "
+                            f"nothing splits (setting it back failed: {secrets.redact(str(back_exc))}): set it to "
+                            f"{sw.back} by hand")
+            if sw is not None and not left:
+                replication.unfence(tgt)  # as it was: the forward replication goes on, a retry can cut over
+            if isinstance(exc, (replication.ReplicationError, DatabaseError, PlatformError)):
+                raise StepError(f"cutover stopped, the source is writable again: {exc}{left}") from None
+            if left:
+                raise StepError(f"cutover stopped, the source is writable again: {exc}{left}") from exc
             raise
         opened_at = time.time()
         downtime = opened_at - fenced_at
@@ -350,13 +417,14 @@ class ReplicateCutover(StepKind):
             with held:
                 checked = timed("verify_after_open", _verify_at_fence, src, tgt, snapshots)
         summary = (f"write downtime {downtime:.2f} s (fence to open; drained in {drained:.2f} s, {ended} sessions "
-                   f"ended)" + (f"; at the fence: {checked['summary']}" if checked else "")
+                   f"ended)" + (f"; {sw.to}'s {sw.variable} switched" if sw is not None else "")
+                   + (f"; at the fence: {checked['summary']}" if checked else "")
                    + (f"; reverse replication {reverse} running" if inputs.reverse else ""))
         return Result(summary=summary,
                       outputs={"write_downtime_seconds": round(downtime, 3),
                                "last_source_write_to_open_seconds": round(since_last, 3) if since_last else None,
                                "reverse": reverse if inputs.reverse else ""},
-                      undo={"reverse": reverse if inputs.reverse else "", "name": name},
+                      undo={"reverse": reverse if inputs.reverse else "", "name": name, "switched": switched},
                       details={"fenced_at": fenced_at, "opened_at": opened_at, "last_source_write": last_write,
                                "phases": phases, "at_fence": checked})
 
@@ -397,8 +465,12 @@ class ReplicateCutover(StepKind):
             replication.unfence(tgt)
             raise
         replication.unfence(src)
+        said = "switch DATABASE_URL back"
+        if result.undo.get("switched") is not None and inputs.switch is not None:
+            _set_app_url(ctx, inputs.switch, inputs.switch.back, "back")
+            said = f"{inputs.switch.to}'s {inputs.switch.variable} set back"
         downtime = time.time() - fenced_at
-        return Result(summary=f"back on the old side; write downtime {downtime:.2f} s; switch DATABASE_URL back",
+        return Result(summary=f"back on the old side; write downtime {downtime:.2f} s; {said}",
                       outputs={"write_downtime_seconds": round(downtime, 3)})
 
     def verify_rollback(self, ctx: Any, inputs: Inputs, result: Result, undo: Result) -> Verification:
