@@ -28,6 +28,7 @@ ELSEWHERE = {
     "runbook-bot serve": "tests/test_rehearsal.py",
     "runbook-bot serve --http --port N --host H": "tests/test_slack_serve.py",
     "runbook-bot rehearse": "tests/test_rehearsal.py (the same walk as serve)",
+    "runbook-bot store migrate --to postgresql://USER:PASS@HOST/DB": "tests/test_store_copy.py",
 }
 
 
