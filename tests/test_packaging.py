@@ -289,6 +289,8 @@ def test_compose_takes_slack_tokens_from_an_uncommitted_env_file():
     assert not any(SECRET_NAME.search(k) for k in bot["environment"] if k != "RUNBOOK_BOT_DB")
     names = _env_example_names()
     assert {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "POSTGRES_PASSWORD"} <= names
+    # set, not commented out: the PostgreSQL store refuses to start without it (Store.configured)
+    assert re.search(r"^RUNBOOK_BOT_FINGERPRINT_KEY=\S+", ENV_EXAMPLE.read_text(), flags=re.M)
 
 
 def _env_example_names() -> set[str]:

@@ -189,3 +189,18 @@ def test_a_server_restart_costs_no_request_an_error(pg_store_url, tmp_path):
     assert killed >= 1
     assert store.get_run(run.id)["id"] == run.id
     assert Runner(store).approve(run.id, "only", user="alice", front_end="console").ok
+
+
+def test_a_configured_postgresql_store_needs_a_shared_fingerprint_key(pg_store_url, monkeypatch):
+    from bot.engine.store import Store
+
+    monkeypatch.setenv("DATABASE_URL", _with_password(pg_store_url))  # the platforms' convention
+    monkeypatch.delenv("RUNBOOK_BOT_FINGERPRINT_KEY")
+    with pytest.raises(StoreFault, match="needs RUNBOOK_BOT_FINGERPRINT_KEY set, to the same random value on every"
+                                         " replica") as caught:
+        Store.configured()
+    assert PASSWORD not in str(caught.value) and str(caught.value).startswith(pg_store_url)
+    monkeypatch.setenv("RUNBOOK_BOT_FINGERPRINT_KEY", "shared-by-every-replica")
+    store = Store.configured()
+    assert store.path == pg_store_url
+    store.close()
