@@ -9,8 +9,8 @@ run:
 
 test:
 	@scripts/setup.sh --test
-	@.venv/bin/python -m pytest -q
+	@.venv/bin/python -m pytest -q -n 2 --dist loadfile
 
 bench:
 	@scripts/setup.sh --test
-	@for b in benchmarks/*.py; do echo "== $$b"; .venv/bin/python $$b --quick || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; .venv/bin/python $$b --quick || exit 1; done

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.engine.runner import Runner  # noqa: E402
-from benchmarks.pg_store_db import DEFAULT_PG, store_database  # noqa: E402
+from benchmarks._pg_store_db import DEFAULT_PG, store_database  # noqa: E402
 from bot.engine.store import open_store  # noqa: E402
 
 SIZES = (10, 100, 1000)

@@ -60,7 +60,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pg_store_db import DEFAULT_PG, store_database  # noqa: E402
+from benchmarks._pg_store_db import DEFAULT_PG, store_database  # noqa: E402
 from tests.fixtures.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlackApi  # noqa: E402
 from tests.slack_requests import (  # noqa: E402
     click_payload,
