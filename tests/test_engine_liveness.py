@@ -130,6 +130,26 @@ def test_a_reused_pid_does_not_pass_for_the_dead_owner(tmp_path):
         stranger.wait()
 
 
+def test_a_replica_on_another_host_is_judged_by_its_heartbeat_alone(tmp_path, store_where):
+    """Replicas on different hosts share the store: no PID can be checked there, so a step whose owner
+    beats stays its owner's, and one whose beats stopped STALE_AFTER_SECONDS ago is interrupted."""
+    store = open_store(store_where)
+    path, _, _ = _blocking_runbook(tmp_path, silent=True)
+    runner = Runner(store)
+    run = runner.start(path, {}, started_by="dave", front_end="console")
+    elsewhere = "replica-b.internal:4242:777:cafe0001"  # what another host's engine writes as the owner
+    assert owner_alive(elsewhere) is None  # cannot tell from here
+    now = time.time()
+    for beat, expect in ((now - 1, []), (now - STALE_AFTER_SECONDS + 5, []),
+                         (now - STALE_AFTER_SECONDS - 5, [(run.id, "hold")])):
+        with store.transaction() as conn:
+            conn.execute("UPDATE steps SET state = 'applying', owner = ?, heartbeat_at = ? WHERE run_id = ? AND"
+                         " key = 'hold'", (elsewhere, beat, run.id))
+        assert runner.reap() == expect, beat
+    event = next(e for e in store.events(run.id) if e["action"] == "step.interrupted")
+    assert event["detail"]["why"].startswith("no heartbeat for") and event["detail"]["owner"] == elsewhere
+
+
 def _start(pid: int) -> str:
     from bot.engine.liveness import _start_time
 
