@@ -91,3 +91,13 @@ def test_serve_socket_mode_reports_the_connection_and_serves_no_unsigned_route(s
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(40)
     assert code == 0
+
+
+def test_a_bad_lease_setting_stops_serve_with_one_line(slack_api, tmp_path):
+    env = {**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+           "SLACK_API_URL": slack_api.base_url, "RUNBOOK_BOT_STATE_DIR": str(tmp_path / "state"),
+           "RUNBOOK_BOT_LEASE_SECONDS": "soon", "PYTHONPATH": str(PROJECT_ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "bot", "serve", "--http", "--port", str(_free_port())], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "runbook-bot: RUNBOOK_BOT_LEASE_SECONDS='soon': give seconds between 1 and 3600"

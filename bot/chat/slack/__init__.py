@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 
+from bot import config
 from bot.chat.slack.settings import SettingsError, load
 from bot.chat.slack.settings import present as settings_present
 
@@ -40,6 +41,11 @@ def serve(http: bool = False, port: int | None = None, host: str | None = None) 
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"runbook-bot: {problem}", file=sys.stderr)
+        return 2
+    try:
+        config.lease_seconds()  # checked now, in one line, not as a traceback once serving
+    except ValueError as exc:
+        print(f"runbook-bot: {exc}", file=sys.stderr)
         return 2
 
     from slack_sdk.errors import SlackApiError
