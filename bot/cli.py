@@ -153,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.db:
         import os
 
-        url = args.db.startswith(("postgresql://", "postgres://"))
-        os.environ["RUNBOOK_BOT_DB"] = args.db if url else str(Path(args.db).resolve())
+        os.environ["RUNBOOK_BOT_DB"] = args.db if config.is_postgres_url(args.db) else str(Path(args.db).resolve())
     handler = COMMANDS[args.command]
     from bot.engine.store_faults import StoreFault
 
@@ -462,12 +461,12 @@ def cmd_rehearse(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_store(args: argparse.Namespace, console: Console) -> int:
     from bot.engine.store_copy import CopyRefused, copy_store
-    from bot.engine.store_pg import display_url, is_postgres_url
+    from bot.engine.store_pg import display_url
 
-    if not is_postgres_url(args.to):
+    if not config.is_postgres_url(args.to):
         print(f"runbook-bot: --to must be a postgresql:// URL, not {secrets.redact(args.to)!r}", file=sys.stderr)
         return EXIT_USAGE
-    if is_postgres_url(config.store_location()):
+    if config.is_postgres_url(config.store_location()):
         print("runbook-bot: the configured store is PostgreSQL already; name the SQLite file with --db FILE",
               file=sys.stderr)
         return EXIT_USAGE
@@ -475,7 +474,8 @@ def cmd_store(args: argparse.Namespace, console: Console) -> int:
     console.print(f"copying {source} -> {display_url(args.to)} (stop every bot on the file first: "
                   "writes after this moment are not copied)", soft_wrap=True)
     try:
-        report = copy_store(source, args.to, progress=lambda table, rows: console.print(f"  {table}: {rows} rows", soft_wrap=True))
+        report = copy_store(source, args.to,
+                            progress=lambda table, rows: console.print(f"  {table}: {rows} rows", soft_wrap=True))
     except CopyRefused as exc:
         print(f"runbook-bot: {secrets.redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED

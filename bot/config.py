@@ -39,15 +39,24 @@ def store_path() -> Path:
     return Path(explicit).resolve() if explicit else state_dir() / "runbook-bot.sqlite"
 
 
+def is_postgres_url(where: object) -> bool:
+    """True for a `postgresql://` or `postgres://` URL (a PostgreSQL store), False for a file path.
+
+        >>> is_postgres_url("postgres://u@db/x"), is_postgres_url("state/runbook-bot.sqlite")
+        (True, False)
+    """
+    return str(where).startswith(("postgresql://", "postgres://"))
+
+
 def store_location() -> str:
     """Where the store is: `RUNBOOK_BOT_DB` (a file or a `postgresql://` URL), else `DATABASE_URL` when it
     names PostgreSQL (Heroku's and App Platform's convention for an attached database), else the file
     `<state dir>/runbook-bot.sqlite`."""
     explicit = os.environ.get("RUNBOOK_BOT_DB")
-    if explicit and explicit.startswith(("postgresql://", "postgres://")):
+    if explicit and is_postgres_url(explicit):
         return explicit
     platform = os.environ.get("DATABASE_URL", "")
-    if not explicit and platform.startswith(("postgresql://", "postgres://")):
+    if not explicit and is_postgres_url(platform):
         return platform
     return str(store_path())
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import sqlite_utils
 
-from bot import secrets
+from bot import config, secrets
 from bot.engine import states, store_migrations
 from bot.engine.store_faults import StoreFault, check_identity, check_writable, explain, file_identity
 
@@ -88,11 +88,10 @@ class Store:
         """The operator's store (`RUNBOOK_BOT_DB`, `DATABASE_URL` or the state folder); a SQLite file is
         refused where it would be lost (`bot.engine.store_placement`). Rehearsals and tests open their own
         with `open_store(where)`."""
-        from bot import config
         from bot.engine.store_placement import check_durable
 
         where = config.store_location()
-        if not _is_url(where):
+        if not config.is_postgres_url(where):
             check_durable(where)
         elif not os.environ.get("RUNBOOK_BOT_FINGERPRINT_KEY"):
             # The key file beside a SQLite store would be per replica (and lost with an ephemeral disk):
@@ -532,17 +531,13 @@ class Store:
         self._event(conn, **kwargs)
 
 
-def _is_url(where: Any) -> bool:
-    return str(where).startswith(("postgresql://", "postgres://"))
-
-
 def open_store(where: str | os.PathLike[str], **kwargs: Any) -> Store:
     """The store at `where`: a `postgresql://` URL (`bot.engine.store_pg.PgStore`) or a SQLite file.
 
         >>> open_store(":memory:").schema_version == SCHEMA_VERSION
         True
     """
-    if _is_url(where):
+    if config.is_postgres_url(where):
         from bot.engine.store_pg import PgStore  # psycopg_pool is loaded only by bots that use it
 
         return PgStore(str(where), **kwargs)

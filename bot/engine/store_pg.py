@@ -44,10 +44,6 @@ from bot.engine.store_faults import StoreFault
 _TYPES = {str: "TEXT", int: "BIGINT", float: "DOUBLE PRECISION", bytes: "BYTEA"}
 
 
-def is_postgres_url(where: Any) -> bool:
-    return str(where).startswith(("postgresql://", "postgres://"))
-
-
 def display_url(url: str) -> str:
     """The URL without its password (and without query options that could carry one)."""
     parts = conninfo.conninfo_to_dict(url)

@@ -195,7 +195,7 @@ class SlackBot:
         try:
             self.store.conn().execute("SELECT COUNT(*) FROM runs").fetchone()
             report["store"] = {"ok": True, "path": self.store.path,
-                               "backend": "postgresql" if self.store.path.startswith("postgresql://") else "sqlite"}
+                               "backend": "postgresql" if config.is_postgres_url(self.store.path) else "sqlite"}
             report["outbox_pending"] = len(self.poster.pending())
             report["leases"] = self._leases()
         except Exception as exc:  # a health check reports any failure instead of raising it
