@@ -459,6 +459,58 @@ def test_a_scratch_dump_left_by_a_killed_copy_is_named_in_the_plan_and_removed(p
     assert not left.exists() and Path(live).exists()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_process_that_outlived_a_killed_copy_is_named_in_the_plan_and_stopped(pg, monkeypatch, tmp_path):
+    """The death signal reaches the bot's own children only: a grandchild (pg_dump -j's workers are) can
+    outlive a kill -9. Its process group is on record in the scratch folder; the next copy stops it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    src, tgt = pg.create(), pg.create()
+    pg.sql(src, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)")
+    script = ("import os, signal, subprocess; from bot.platforms.postgres import copy; "
+              f"folder = copy.scratch_folder('relay', {str(tmp_path)!r}); "
+              "kids = copy.Children(lambda n, l: None, folder); "
+              "p = kids.start('x', ['sh', '-c', 'sleep 300 & echo $!; wait'], "
+              "dict(os.environ, PGAPPNAME='runbook-bot-copy-test'), stdout=subprocess.PIPE); "
+              "print(folder, p.stdout.readline().decode().strip(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    folder, survivor = child.stdout.split()
+    survivor = int(survivor)
+    # A process in a recorded group but without the copy's tag (a reused PID): never named, never killed.
+    stranger = subprocess.Popen(["sleep", "300"], start_new_session=True,
+                                env={k: v for k, v in os.environ.items() if k != "PGAPPNAME"})
+    with open(Path(folder) / "process-groups", "a") as out:
+        out.write(f"{stranger.pid}\n")
+    try:
+        assert _alive(survivor)
+        kind = DbCopy()
+        inputs = inputs_for(pg, monkeypatch, src, tgt, workdir=str(tmp_path))
+        ctx = make_ctx()
+        plan = kind.plan(ctx, inputs)
+        warning = next(w for w in plan.warnings if folder in w)
+        assert f"1 of its processes still running (pid {survivor}: sleep 300)" in warning
+        kind.apply(ctx, inputs, plan)
+        deadline = time.monotonic() + 5
+        while _alive(survivor) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(survivor)
+        assert stranger.poll() is None
+        assert not Path(folder).exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+        if _alive(survivor):
+            os.kill(survivor, signal.SIGKILL)
+
+
 def test_rollback_of_an_interrupted_copy_empties_the_target_and_verifies(pg, monkeypatch):
     from bot.steps.base import Result
     src, tgt = pg.create(), pg.create()

@@ -41,8 +41,8 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -347,7 +347,11 @@ class _Preflight:
                 else "Debian's pgcopydb 0.10 supports PostgreSQL up to 15 (install a newer one from apt.postgresql.org)"))
         stale = pgcopy.stale_scratch(workdir)
         for path, size in stale:
-            warnings.append(f"an interrupted copy left {path} ({human_bytes(size)}); this copy removes it")
+            alive = pgcopy.leftover_processes(path)
+            still = (f" and {len(alive)} of its processes still running ("
+                     f"{'; '.join(f'pid {pid}: {secrets.redact(cmd)[:80]}' for pid, cmd in alive[:3])}), which it "
+                     f"stops first" if alive else "")
+            warnings.append(f"an interrupted copy left {path} ({human_bytes(size)}){still}; this copy removes it")
         data["stale_scratch"] = [path for path, _size in stale]
         data.update({"strategy": strategy, "workdir": workdir, "data_bytes": data_bytes,
                      "pgcopydb": pgcopydb_tool.path if pgcopydb_tool else None})
@@ -392,6 +396,8 @@ class DbCopy(_Preflight, StepKind):
         still_stale = {path for path, _size in pgcopy.stale_scratch(data.get("workdir") or tempfile.gettempdir())}
         for path in data.get("stale_scratch", []):
             if path in still_stale:
+                for pid, command in pgcopy.reap(path):
+                    ctx.log(f"stopped pid {pid} ({secrets.redact(command)[:80]}), left running by an interrupted copy")
                 shutil.rmtree(path, ignore_errors=True)
                 ctx.log(f"removed {path}, left by an interrupted copy")
         target_now = preflight.facts(tgt_ep)
@@ -418,51 +424,65 @@ class DbCopy(_Preflight, StepKind):
         measured: dict[str, Any] = {}
 
         method = verify.method_for(int(data["source_major"]), int(data["target_major"]))
+        names = [t.qualified for t in tables]
+        jobs = int(data["jobs"])
         with ExportedSnapshot(src_ep) as snap:
-            def measure_source() -> None:
-                try:
-                    measured["tables"] = verify.measure_tables(src_ep, [t.qualified for t in tables],
-                                                               jobs=int(data["jobs"]), snapshot=snap.id,
-                                                               method=method)
-                except DatabaseError as exc:  # verify() will measure the source again instead
-                    measured["error"] = secrets.redact(str(exc))
-
-            helper = threading.Thread(target=measure_source, daemon=True) if inputs.verify else None
-            released = (lambda: helper.start()) if helper else (lambda: None)
+            # Checksums of each table on both sides as soon as its rows are in (relay), or of the source
+            # once the copy has read it (the other strategies): the verification overlaps the copy.
+            tag = f"runbook-bot-copy-{uuid.uuid4().hex[:8]}"
+            measurer = (verify.PairMeasurer(src_ep, tgt_ep, method=method, snapshot=snap.id, jobs=jobs,
+                                            application_name=tag) if inputs.verify else None)
             request = pgcopy.CopyRequest(
-                source=src_ep, target=tgt_ep, strategy=data["strategy"], jobs=int(data["jobs"]), tables=tables,
+                source=src_ep, target=tgt_ep, strategy=data["strategy"], jobs=jobs, tables=tables,
                 workdir=data["workdir"], dump=dump_tool, restore=restore_tool,
                 pgcopydb=tools.find_pgcopydb() if data["strategy"] == "pgcopydb" else None,
                 psql=tools.find_psql(dump_tool), same_major=data["source_major"] == data["target_major"],
-                snapshot=snap.id, only_tables=data.get("only_tables"))
+                snapshot=snap.id, only_tables=data.get("only_tables"), tag=tag,
+                on_table_loaded=measurer.submit if measurer else None)
+
             def report(fraction: float, message: str) -> None:
                 # The engine measures rate and ETA within each phase: while indexes build the MiB do
                 # not move, and it says "no honest ETA" instead of a frozen guess.
-                phase = "indexes" if message.startswith("indexes") else "data"
+                phase = next((p for p in ("schema", "indexes", "analyse") if message.startswith(p)), "data")
                 ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MiB", phase=phase)
 
+            def source_read() -> None:
+                if measurer is not None:
+                    for name in names:
+                        measurer.submit(name, sides=("source",))
+
             try:
-                outcome = pgcopy.run(
-                    request,
-                    progress=report,
-                    check_cancelled=ctx.check_cancelled, on_source_released=released)
+                outcome = pgcopy.run(request, progress=report, check_cancelled=ctx.check_cancelled,
+                                     on_source_released=source_read)
+                ctx.check_cancelled()
             except pgcopy.CopyFailed as exc:
+                if measurer is not None:
+                    measurer.stop()
                 raise StepError(f"the copy failed; the target is marked incomplete (public.{MARKER_TABLE}); "
                                 f"roll back or re-run with overwrite: true. {exc}") from None
-            ctx.check_cancelled()
+            except BaseException:
+                if measurer is not None:
+                    measurer.stop()
+                raise
             sequences = self._sync_sequences(src_ep, tgt_ep)
-            ctx.progress(total_mb, total_mb, "ANALYZE of every copied table on the target", unit="MiB",
-                         phase="analyse")
-            outcome.seconds["analyse"] = pgcopy.analyze(tgt_ep, [t.qualified for t in tables],
-                                                        jobs=int(data["jobs"]))
+            if not outcome.analysed:
+                ctx.progress(total_mb, total_mb, "ANALYZE of every copied table on the target", unit="MiB",
+                             phase="analyse")
+                outcome.seconds["analyse"] = pgcopy.analyze(tgt_ep, names, jobs=jobs)
             if inputs.grants:
                 self._grant(tgt_ep, inputs.grants)
-            if helper is not None and helper.is_alive():
-                ctx.progress(total_mb, total_mb, "checksums of the source under the copy's snapshot", unit="MiB",
+            if measurer is not None:
+                ctx.progress(total_mb, total_mb, "checksums of every table on both sides", unit="MiB",
                              phase="verify")
-            while helper is not None and helper.is_alive():
-                ctx.check_cancelled()
-                helper.join(0.2)
+                began = time.monotonic()
+                measured["tables"], measured["target_tables"], errors = measurer.finish(names)
+                outcome.seconds["checksums_wait"] = time.monotonic() - began
+                # A source measure that failed is taken again by verify() (against the live source); a
+                # failed target measure only makes verify() measure the target itself.
+                if any(e.startswith("source ") for e in errors):
+                    measured["error"] = secrets.redact("; ".join(errors[:5]))
+                elif errors:
+                    measured.pop("target_tables")
         source_meta = verify.measure_meta(src_ep, sequences=list(sequences)) if inputs.verify else None
         with connect(tgt_ep, application_name="runbook-bot-copy") as conn:
             conn.execute(f"DROP TABLE IF EXISTS public.{quote_ident(MARKER_TABLE)}")
@@ -470,10 +490,12 @@ class DbCopy(_Preflight, StepKind):
 
         details: dict[str, Any] = {"strategy": outcome.strategy, "phases": {k: round(v, 2) for k, v in outcome.seconds.items()},
                                    "sequences": sequences, "seconds": round(seconds, 2), "checksum_method": method}
-        if source_meta is not None and "tables" in measured:
+        if source_meta is not None and "error" not in measured:
             source_meta.tables = measured["tables"]
             source_meta.sequences = sequences
             details["source_measures"] = source_meta.to_dict()
+            if "target_tables" in measured:
+                details["target_checksums"] = measured["target_tables"]
         elif "error" in measured:
             details["source_measure_error"] = measured["error"]
         rows = sum(r[0] or 0 for r in measured.get("tables", {}).values())
@@ -550,11 +572,22 @@ class DbCopy(_Preflight, StepKind):
             return None
         src_ep, tgt_ep = _resolve(ctx, inputs)
         stored = result.details.get("source_measures")
-        ctx.progress(0, None, "checksums of every table on the target", phase="verify")
+        ctx.progress(0, None, "schema, sequences and large objects of both sides; table checksums", phase="verify")
         if stored:
             src = verify.Measures.from_dict(stored)
-            tgt = verify.measure(tgt_ep, list(src.tables), jobs=_default_jobs(), sequences=list(src.sequences),
-                                 method=result.details.get("checksum_method", "text"))
+            taken = result.details.get("target_checksums")
+            if taken is not None:
+                # Taken by apply as each table's rows committed, stamped so that one cheap scan of xmin
+                # proves them still current; a table written to since is measured again. The rest
+                # (sequences, extensions, large objects, the table list, the marker) is read now.
+                method = result.details.get("checksum_method", "text")
+                tgt = verify.measure_meta(tgt_ep, sequences=list(src.sequences))
+                changed = verify.changed_since(tgt_ep, taken, jobs=_default_jobs())
+                tgt.tables = {name: value[:2] for name, value in taken.items()}
+                tgt.tables.update(verify.measure_tables(tgt_ep, changed, jobs=_default_jobs(), method=method))
+            else:
+                tgt = verify.measure(tgt_ep, list(src.tables), jobs=_default_jobs(), sequences=list(src.sequences),
+                                     method=result.details.get("checksum_method", "text"))
             basis = "the source as of the copy's snapshot"
         else:
             only = None

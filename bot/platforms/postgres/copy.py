@@ -8,14 +8,15 @@ Strategies (the step picks one; the operator may override):
 
 - `relay` (the default): the schema with `pg_dump --section=pre-data | pg_restore`; then N tables at
   a time, each `psql COPY ... TO STDOUT | psql COPY ... FROM STDIN` under the exported snapshot, no
-  file in between; large objects through a data-only `pg_dump -b | pg_restore`; finally indexes,
-  constraints and triggers with `pg_restore -j N` of a post-data archive (a few kB). Reading the source
-  and writing the target overlap (a directory dump makes the target wait for the whole dump), it
-  needs no disk, and each table is loaded with `TRUNCATE; COPY ... FREEZE` in one transaction, so
-  the target's rows are born frozen (no hint-bit rewrite on first read, no anti-wraparound vacuum of
-  a freshly copied database). Binary COPY when both majors are equal, text otherwise. This is
-  pgcopydb's design with the stock tools. Measured on 890 MB (benchmarks/db_copy.py, 2 vCPU, both
-  servers local): relay 13-19 s, parallel 25 s, pgcopydb 0.10 15-21 s, the naive pipe 30-40 s.
+  file in between; large objects through a data-only `pg_dump -b | pg_restore`. A pipeline per table,
+  pgcopydb's schedule: as soon as a big table's rows commit, its own primary key, unique constraints
+  and indexes are built (`pg_restore -L` of its items from the post-data archive, see `post_data`) and
+  it is ANALYZEd, while the next tables copy; the caller's `on_table_loaded` may checksum it too. Last,
+  the items that link objects (foreign keys, triggers, partition ATTACHes, materialized view data)
+  with `pg_restore -j N`. Reading the source and writing the target overlap, it needs no disk, and
+  each table is loaded with `TRUNCATE; COPY ... FREEZE` in one transaction, so the target's rows are
+  born frozen (no hint-bit rewrite on first read, no anti-wraparound vacuum of a freshly copied
+  database). Binary COPY when both majors are equal, text otherwise.
 
 - `parallel`: `pg_dump -Fd -j N -Z0` into a temporary folder, then `pg_restore -j N`. `-j` works only
   with the directory format and `pg_restore -j` needs a file, not a pipe (pgcopydb's design notes),
@@ -55,12 +56,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import psycopg
 
 from bot import secrets
+from bot.platforms.postgres import post_data
 from bot.platforms.postgres.connect import Endpoint, connect
 from bot.platforms.postgres.preflight import TableInfo
 from bot.platforms.postgres.tools import Tool
@@ -90,6 +93,10 @@ class CopyRequest:
     same_major: bool = True
     snapshot: str | None = None
     only_tables: list[str] | None = None    # the runbook's `tables` filter, schema-qualified
+    on_table_loaded: Callable[[str], None] | None = None   # relay: a table's rows are committed on the target
+    # relay: tables this big get their own post-data batch as soon as their rows are in; smaller ones wait
+    # for the final `pg_restore -j` (a pg_restore per tiny table would cost more than it overlaps)
+    early_index_bytes: int = 16 * 1048576
     tag: str = field(default_factory=lambda: f"runbook-bot-copy-{uuid.uuid4().hex[:8]}")
 
 
@@ -99,6 +106,7 @@ class CopyOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
     tables_done: int = 0
     items: int = 0
+    analysed: bool = False       # relay ANALYZEs as it goes; the caller analyses after the other strategies
 
 
 _ROW_DATA = re.compile(r'(COPY [^,]+, line \d+(?:, column [^:]+)?: )".*"?$|(Key \(.*?\)=)\(.*?\)')
@@ -126,16 +134,22 @@ def die_with_parent() -> None:
 class Children:
     """Child processes in their own process groups, their stderr read by threads, stoppable at once."""
 
-    def __init__(self, on_line: Callable[[str, str], None]) -> None:
+    def __init__(self, on_line: Callable[[str, str], None], folder: str | None = None) -> None:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.tails: dict[str, collections.deque[str]] = {}
         self.on_line = on_line
         self._threads: list[threading.Thread] = []
+        # Each child's process group, written down in the scratch folder before it can do anything: what
+        # the next start reaps if something of ours outlived a killed bot (see `leftover_processes`).
+        self._groups = os.path.join(folder, PROCESS_GROUPS) if folder else None
 
     def start(self, name: str, argv: list[str], env: dict[str, str], *, stdin: Any = None,
               stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
                                 start_new_session=True, preexec_fn=die_with_parent)
+        if self._groups:
+            with open(self._groups, "a") as out:
+                out.write(f"{proc.pid}\n")
         self.procs[name] = proc
         self.tails[name] = collections.deque(maxlen=40)
         thread = threading.Thread(target=self._read, args=(name, proc.stderr), daemon=True)
@@ -344,6 +358,48 @@ def scratch_folder(kind: str, workdir: str) -> str:
     return folder
 
 
+PROCESS_GROUPS = "process-groups"
+
+
+def leftover_processes(folder: str) -> list[tuple[int, str]]:
+    """Processes still alive in the process groups an abandoned copy recorded in `folder`: (pid, command).
+
+    A PID may have been reused since, so a process counts only if its environment carries the copy's
+    tag (`PGAPPNAME=runbook-bot-copy-...`, set on every child): nothing else is ever named or killed."""
+    try:
+        with open(os.path.join(folder, PROCESS_GROUPS)) as handle:
+            groups = {int(line) for line in handle if line.strip().isdigit()}
+    except OSError:
+        return []
+    found: list[tuple[int, str]] = []
+    for entry in os.listdir("/proc") if groups else []:
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) not in groups:
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as env:
+                if b"PGAPPNAME=runbook-bot-copy-" not in env.read():
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as cmd:
+                command = cmd.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except (OSError, ProcessLookupError):
+            continue  # gone, or not ours to read
+        found.append((int(entry), command))
+    return found
+
+
+def reap(folder: str) -> list[tuple[int, str]]:
+    """SIGKILL what :func:`leftover_processes` finds; returns what it killed."""
+    killed = leftover_processes(folder)
+    for pid, _command in killed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it ended on its own meanwhile
+    return killed
+
+
 def stale_scratch(workdir: str) -> list[tuple[str, int]]:
     """Scratch folders whose copy is gone (owner PID dead): what a killed copy left, with their sizes."""
     found: list[tuple[str, int]] = []
@@ -368,24 +424,23 @@ def stale_scratch(workdir: str) -> list[tuple[str, int]]:
     return found
 
 
-def analyze(ep: Endpoint, tables: list[str], *, jobs: int = 2) -> float:
+def _analyze_one(ep: Endpoint, name: str, application_name: str) -> None:
+    schema, _, table = name.partition(".")
+    with connect(ep, application_name=application_name) as conn:
+        conn.execute(f"ANALYZE {_qualified(schema, table)}")
+
+
+def analyze(ep: Endpoint, tables: list[str], *, jobs: int = 2,
+            application_name: str = "runbook-bot-analyze") -> float:
     """ANALYZE each copied table, `jobs` at a time, so the new side's first queries do not plan blind
-    (a restore leaves pg_stats empty). Returns the seconds it took."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    (a restore leaves pg_stats empty); materialized views too. Returns the seconds it took."""
     began = time.monotonic()
-
-    def one(name: str) -> None:
-        schema, _, table = name.partition(".")
-        with connect(ep, application_name="runbook-bot-analyze") as conn:
-            conn.execute(f"ANALYZE {_qualified(schema, table)}")
-
-    with connect(ep, application_name="runbook-bot-analyze") as conn:
+    with connect(ep, application_name=application_name) as conn:
         # Materialized views are restored populated but unanalysed too.
         tables = tables + [r[0] for r in conn.execute(
             "SELECT schemaname || '.' || matviewname FROM pg_matviews WHERE ispopulated").fetchall()]
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="analyze") as pool:
-        list(pool.map(one, tables))
+        list(pool.map(lambda name: _analyze_one(ep, name, application_name), tables))
     return time.monotonic() - began
 
 
@@ -425,7 +480,7 @@ def _parallel(req: CopyRequest, progress: Callable[[float, str], None], check_ca
                 tracker.finish("restore", tracker.items[m.group(1)])
                 outcome.tables_done += 1
 
-    children = Children(on_line)
+    children = Children(on_line, folder)
     monitors = {"dump": _Monitor(req.source), "restore": _Monitor(req.target)}
 
     def body() -> CopyOutcome:
@@ -518,7 +573,7 @@ def _pgcopydb(req: CopyRequest, progress: Callable[[float, str], None], check_ca
     def on_line(name: str, line: str) -> None:
         last_line["text"] = line
 
-    children = Children(on_line)
+    children = Children(on_line, folder)
     monitors = {"copy": _Monitor(req.target)}
 
     def body() -> CopyOutcome:
@@ -555,100 +610,172 @@ def _relay(req: CopyRequest, progress: Callable[[float, str], None], check_cance
            on_source_released: Callable[[], None]) -> CopyOutcome:
     if req.psql is None:
         raise CopyFailed("strategy relay needs psql next to pg_dump (install the client package)")
-    tracker = Tracker(req.tables, {"copy": 0.9, "indexes": 0.1})
-    outcome = CopyOutcome("relay")
-    folder = scratch_folder("relay", req.workdir)
-    post = os.path.join(folder, "post-data.dump")
-    children = Children(lambda name, line: None)
-    monitors = {"copy": _Monitor(req.target)}
-    src_env, tgt_env = _env(req.source, req.tag), _env(req.target, req.tag)
-    snapshot = ["--snapshot", req.snapshot] if req.snapshot else []
-    tables = _table_args(req.only_tables)
-    fmt = "(FORMAT binary)" if req.same_major else ""
-    fmt_in = "(FORMAT binary, FREEZE)" if req.same_major else "(FREEZE)"
-    psql = [req.psql.path, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
-
-    def wait_all(names: list[str]) -> None:
-        while any(children.procs[n].poll() is None for n in names):
-            check_cancelled()
-            time.sleep(0.05)
-        children.check()
+    relay = _Relay(req, progress, check_cancelled)
 
     def body() -> CopyOutcome:
-        started = time.monotonic()
-        # 1. Schema (and large objects' metadata) first.
-        dump = children.start("pg_dump pre-data", [req.dump.path, "-Fc", "--section=pre-data", "-b", "--no-owner",
-                                                   "--no-acl", *snapshot, *tables], src_env, stdout=subprocess.PIPE)
-        children.start("pg_restore pre-data", [req.restore.path, "--no-owner", "--no-acl", "--exit-on-error",
-                                               "-d", req.target.dbname], tgt_env, stdin=dump.stdout)
-        dump.stdout.close()
-        children.start("pg_dump post-data", [req.dump.path, "-Fc", "--section=post-data", "--no-owner", "--no-acl",
-                                             *snapshot, *tables, "-f", post], src_env)
-        wait_all(["pg_dump pre-data", "pg_restore pre-data", "pg_dump post-data"])
-        outcome.seconds["schema"] = time.monotonic() - started
+        relay.schema()
+        relay.tables()
+        on_source_released()
+        relay.links()
+        relay.analyse_rest()
+        return relay.outcome
 
-        # 2. Data: N relays at a time, biggest tables first; large objects ride along as one more job.
-        started = time.monotonic()
-        pending: list[tuple[str, str | None]] = [(t.qualified, None) for t in req.tables]
-        pending.append(("large objects", "lo"))
+    try:
+        return _guarded(req, relay.children, body, monitors={"copy": relay.monitor}, folder=relay.folder)
+    finally:
+        relay.analysing.shutdown(wait=True, cancel_futures=True)
+
+
+class _Relay:
+    """The `relay` strategy: schema; then a pipeline per table (relay its rows; for a big table, build its
+    own keys and indexes and ANALYZE it while the next tables copy); then the linking post-data items
+    (foreign keys, triggers, partition index ATTACHes, materialized view data) with `pg_restore -j`.
+
+    Every child is started from the thread that runs the strategy (see `die_with_parent`); ANALYZE runs
+    in threads with the copy's tag as application_name, so a cancel's `terminate_backends` ends it too.
+    """
+
+    def __init__(self, req: CopyRequest, progress: Callable[[float, str], None],
+                 check_cancelled: Callable[[], None]) -> None:
+        self.req, self.progress, self.check_cancelled = req, progress, check_cancelled
+        self.tracker = Tracker(req.tables, {"copy": 0.9, "indexes": 0.1})
+        self.outcome = CopyOutcome("relay")
+        self.folder = scratch_folder("relay", req.workdir)
+        self.post = os.path.join(self.folder, "post-data.dump")
+        self.children = Children(lambda name, line: None, self.folder)
+        self.monitor = _Monitor(req.target)
+        self.src_env, self.tgt_env = _env(req.source, req.tag), _env(req.target, req.tag)
+        self.snapshot = ["--snapshot", req.snapshot] if req.snapshot else []
+        self.restore = [req.restore.path, "--no-owner", "--no-acl", "--exit-on-error", "-d", req.target.dbname]
+        self.analysing = ThreadPoolExecutor(max_workers=max(1, req.jobs), thread_name_prefix="analyze")
+        self.analysed: dict[str, Future[None]] = {}
+        self.split = post_data.PostDataSplit()
+
+    def _wait(self, names: list[str]) -> None:
+        while any(self.children.procs[n].poll() is None for n in names):
+            self.check_cancelled()
+            time.sleep(0.05)
+        self.children.check()
+
+    def schema(self) -> None:
+        """Pre-data (and large objects' metadata) into the target; post-data into a small archive, split."""
+        req, started = self.req, time.monotonic()
+        self.progress(0.0, "schema: tables, types and functions of the source")
+        only = _table_args(req.only_tables)
+        dump = self.children.start("pg_dump pre-data", [req.dump.path, "-Fc", "--section=pre-data", "-b",
+                                                        "--no-owner", "--no-acl", *self.snapshot, *only],
+                                   self.src_env, stdout=subprocess.PIPE)
+        self.children.start("pg_restore pre-data", self.restore, self.tgt_env, stdin=dump.stdout)
+        dump.stdout.close()
+        self.children.start("pg_dump post-data", [req.dump.path, "-Fc", "--section=post-data", "--no-owner",
+                                                  "--no-acl", *self.snapshot, *only, "-f", self.post], self.src_env)
+        self._wait(["pg_dump pre-data", "pg_restore pre-data", "pg_dump post-data"])
+        big = {t.qualified for t in req.tables if t.size >= req.early_index_bytes}
+        self.split = post_data.split_post_data(req.restore, self.post, req.source, big, self.folder,
+                                               application_name=req.tag)
+        self.outcome.seconds["schema"] = time.monotonic() - started
+
+    def _start_relay(self, name: str) -> list[str]:
+        req = self.req
+        if name == "large objects":
+            out = self.children.start(f"pg_dump {name}", [req.dump.path, "-Fc", "--section=data",
+                                                          "--exclude-table-data=*.*", "-b", *self.snapshot],
+                                      self.src_env, stdout=subprocess.PIPE)
+            self.children.start(f"pg_restore {name}", self.restore, self.tgt_env, stdin=out.stdout)
+            out.stdout.close()
+            return [f"pg_dump {name}", f"pg_restore {name}"]
+        fmt = "(FORMAT binary)" if req.same_major else ""
+        fmt_in = "(FORMAT binary, FREEZE)" if req.same_major else "(FREEZE)"
+        psql = [req.psql.path, "-X", "-q", "-v", "ON_ERROR_STOP=1"]  # type: ignore[union-attr]
+        schema, _, table = name.partition(".")
+        rel = _qualified(schema, table)
+        begin = ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"]
+        if req.snapshot:
+            begin += ["-c", f"SET TRANSACTION SNAPSHOT '{req.snapshot}'"]
+        out = self.children.start(f"read {name}", [*psql, *begin, "-c", f"COPY {rel} TO STDOUT {fmt}",
+                                                   "-c", "COMMIT", "-d", req.source.dbname],
+                                  self.src_env, stdout=subprocess.PIPE)
+        # TRUNCATE and COPY FREEZE in one transaction: the rows are born frozen.
+        self.children.start(f"write {name}", [*psql, "-c", "BEGIN", "-c", f"TRUNCATE ONLY {rel}",
+                                              "-c", f"COPY {rel} FROM STDIN {fmt_in}", "-c", "COMMIT",
+                                              "-d", req.target.dbname], self.tgt_env, stdin=out.stdout)
+        out.stdout.close()
+        return [f"read {name}", f"write {name}"]
+
+    def tables(self) -> None:
+        """N relays at a time, biggest tables first (large objects ride along as one more job); as each
+        big table's rows commit, its own post-data batch (up to N at a time), then its ANALYZE."""
+        req, started = self.req, time.monotonic()
+        pending = [t.qualified for t in req.tables] + ["large objects"]
         running: dict[str, list[str]] = {}
+        waiting: list[str] = []
+        building: dict[str, str] = {}
         last = 0.0
-        while pending or running:
-            check_cancelled()
+        while pending or running or waiting or building:
+            self.check_cancelled()
             while pending and len(running) < req.jobs:
-                name, special = pending.pop(0)
-                if special == "lo":
-                    out = children.start(f"pg_dump {name}", [req.dump.path, "-Fc", "--section=data",
-                                                             "--exclude-table-data=*.*", "-b", *snapshot],
-                                         src_env, stdout=subprocess.PIPE)
-                    children.start(f"pg_restore {name}", [req.restore.path, "--no-owner", "--no-acl",
-                                                          "--exit-on-error", "-d", req.target.dbname],
-                                   tgt_env, stdin=out.stdout)
-                else:
-                    schema, _, table = name.partition(".")
-                    rel = _qualified(schema, table)
-                    begin = ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"]
-                    if req.snapshot:
-                        begin += ["-c", f"SET TRANSACTION SNAPSHOT '{req.snapshot}'"]
-                    out = children.start(f"read {name}", [*psql, *begin, "-c", f"COPY {rel} TO STDOUT {fmt}",
-                                                          "-c", "COMMIT", "-d", req.source.dbname],
-                                         src_env, stdout=subprocess.PIPE)
-                    children.start(f"write {name}", [*psql, "-c", "BEGIN", "-c", f"TRUNCATE ONLY {rel}",
-                                                     "-c", f"COPY {rel} FROM STDIN {fmt_in}", "-c", "COMMIT",
-                                                     "-d", req.target.dbname], tgt_env, stdin=out.stdout)
-                out.stdout.close()
-                running[name] = [n for n in children.procs if n.endswith(f" {name}")]
+                name = pending.pop(0)
+                running[name] = self._start_relay(name)
+            while waiting and len(building) < req.jobs:
+                name = waiting.pop(0)
+                building[name] = f"post-data {name}"
+                self.children.start(building[name], [*self.restore, "-L", self.split.per_table[name], self.post],
+                                    self.tgt_env)
             for name, procs in list(running.items()):
-                codes = [children.procs[n].poll() for n in procs]
+                codes = [self.children.procs[n].poll() for n in procs]
                 if any(c not in (None, 0) for c in codes):
-                    children.check()
+                    self.children.check()
                 if all(c == 0 for c in codes):
                     del running[name]
-                    if name in tracker.size:
-                        tracker.finish("copy", name)
-                        outcome.tables_done += 1
+                    if name in self.tracker.size:
+                        self._loaded(name, waiting)
+            for name, proc_name in list(building.items()):
+                code = self.children.procs[proc_name].poll()
+                if code not in (None, 0):
+                    self.children.check()
+                if code == 0:
+                    del building[name]
+                    self.analysed[name] = self.analysing.submit(_analyze_one, req.target, name, req.tag)
             now = time.monotonic()
             if now - last >= 0.5:
                 last = now
-                tracker.copying("copy", monitors["copy"].rows())
-                progress(tracker.fraction(), tracker.message())
+                self.tracker.copying("copy", self.monitor.rows())
+                self.progress(self.tracker.fraction(), self.tracker.message())
             time.sleep(0.02)
-        children.check()
-        outcome.seconds["data"] = time.monotonic() - started
-        on_source_released()
+        self.children.check()
+        self.outcome.seconds["data"] = time.monotonic() - started
 
-        # 3. Indexes, constraints, triggers: in parallel from the small post-data archive.
+    def _loaded(self, name: str, waiting: list[str]) -> None:
+        self.tracker.finish("copy", name)
+        self.outcome.tables_done += 1
+        if self.req.on_table_loaded is not None:
+            self.req.on_table_loaded(name)
+        if name in self.split.per_table:
+            waiting.append(name)
+
+    def links(self) -> None:
+        """The post-data items that link objects, once every table's own keys exist."""
         started = time.monotonic()
-        tracker.phase = "indexes"
-        progress(tracker.fraction(), f"indexes and constraints ({req.jobs} jobs)")
-        children.start("pg_restore post-data", [req.restore.path, "-j", str(req.jobs), "--no-owner", "--no-acl",
-                                                "--exit-on-error", "-d", req.target.dbname, post], tgt_env)
-        _loop(req, children, tracker, progress, check_cancelled, {}, lambda: "indexes")
-        outcome.seconds["indexes"] = time.monotonic() - started
-        progress(1.0, f"copy: {len(tracker.size)}/{len(tracker.size)} tables, indexes built")
-        return outcome
+        self.tracker.phase = "indexes"
+        self.progress(self.tracker.fraction(),
+                      f"indexes and constraints ({self.req.jobs} jobs, {self.split.rest_items} items)")
+        self.children.start("pg_restore post-data", [*self.restore, "-j", str(self.req.jobs), "-L",
+                                                     self.split.rest, self.post], self.tgt_env)
+        _loop(self.req, self.children, self.tracker, self.progress, self.check_cancelled, {}, lambda: "indexes")
+        self.outcome.seconds["indexes"] = time.monotonic() - started
 
-    return _guarded(req, children, body, monitors=monitors, folder=folder)
+    def analyse_rest(self) -> None:
+        """ANALYZE what the pipeline did not (small tables, materialized views): their indexes exist now,
+        so expression indexes get their statistics too."""
+        started = time.monotonic()
+        self.progress(1.0, "analyse: the smaller tables and materialized views")
+        for future in self.analysed.values():
+            future.result()
+        rest = [t.qualified for t in self.req.tables if t.qualified not in self.analysed]
+        analyze(self.req.target, rest, jobs=self.req.jobs, application_name=self.req.tag)
+        self.outcome.seconds["analyse"] = time.monotonic() - started
+        self.outcome.analysed = True
+        self.progress(1.0, f"copy: {len(self.tracker.size)}/{len(self.tracker.size)} tables, indexes built")
 
 
 def _qualified(schema: str, name: str) -> str:

@@ -140,10 +140,70 @@ def checksum_sql(name: str, row: str | None = None) -> str:
     return f"SELECT count(*), coalesce(sum({hashed}), 0)::text FROM ONLY {qualified(*_split(name))} AS t"
 
 
-def _open(ep: Endpoint, snapshot: str | None) -> psycopg.Connection:
+def table_checksum(conn: psycopg.Connection, name: str, method: str) -> tuple[int, str]:
+    """(rows, checksum) of one table by `method` ("typed" or "text")."""
+    row = row_expression(conn, name) if method == "typed" else None
+    rows, checksum = conn.execute(checksum_sql(name, row)).fetchone()
+    return rows, checksum
+
+
+def stamped_checksum(conn: psycopg.Connection, name: str, method: str) -> list[Any]:
+    """[rows, checksum, horizon, writer xid]: a checksum that :func:`changed_since` can later prove still
+    current without hashing again (autocommit connection).
+
+    `horizon`: the oldest transaction running just before the checksum (32-bit xid): any row written
+    after the checksum has an xmin at or past it. `writer`: the xmin of one row, i.e. the transaction
+    that loaded the table (a COPY commits a table's rows in one transaction); its rows are exempt."""
+    horizon = int(conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0]) % 2**32
+    rows, checksum = table_checksum(conn, name, method)
+    writer = conn.execute(f"SELECT xmin::text FROM ONLY {qualified(*_split(name))} LIMIT 1").fetchone()
+    return [rows, checksum, horizon, int(writer[0]) if writer else None]
+
+
+def changed_since(ep: Endpoint, stamped: dict[str, list[Any]], *, jobs: int = 2) -> list[str]:
+    """The tables whose rows may differ from their :func:`stamped_checksum` (more or fewer rows, or a row
+    written by a transaction other than the loader at or past the horizon). One scan of `xmin` per
+    table: no column is read, so it costs a fraction of a checksum. A table it cannot prove unchanged
+    is listed (the caller measures it again), never passed."""
+    def check(conn: psycopg.Connection, name: str) -> bool:
+        rows, _checksum, horizon, writer = (list(stamped[name]) + [None, None])[:4]
+        if rows is None or horizon is None:
+            return True
+        # age() of both sides in one statement: x is at or past the horizon  <=>  age(x) <= age(horizon).
+        exempt = "" if writer is None else f" AND xmin <> '{int(writer)}'::xid"
+        count, newer = conn.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE age(xmin) <= age('{int(horizon)}'::xid){exempt}) "
+            f"FROM ONLY {qualified(*_split(name))}").fetchone()
+        return count != rows or newer > 0
+
+    work: queue.Queue[str] = queue.Queue()
+    for name in stamped:
+        work.put(name)
+    changed: list[str] = []
+
+    def worker() -> None:
+        with connect(ep, application_name="runbook-bot-verify") as conn:
+            while True:
+                try:
+                    name = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    if check(conn, name):
+                        changed.append(name)
+                except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+                    changed.append(name)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(stamped)))) as pool:
+        for future in [pool.submit(worker) for _ in range(max(1, min(jobs, len(stamped))))]:
+            future.result()
+    return sorted(changed)
+
+
+def _open(ep: Endpoint, snapshot: str | None, application_name: str = "runbook-bot-verify") -> psycopg.Connection:
     if snapshot is None:
-        return connect(ep, application_name="runbook-bot-verify")
-    conn = connect(ep, autocommit=False, application_name="runbook-bot-verify")
+        return connect(ep, application_name=application_name)
+    conn = connect(ep, autocommit=False, application_name=application_name)
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     # The first statement of the transaction: SET TRANSACTION SNAPSHOT must precede every query.
@@ -191,8 +251,7 @@ def measure_tables(ep: Endpoint, names: list[str], *, jobs: int = 2, snapshot: s
                 except queue.Empty:
                     return
                 try:
-                    row = row_expression(conn, name) if method == "typed" else None
-                    rows, checksum = conn.execute(checksum_sql(name, row)).fetchone()
+                    rows, checksum = table_checksum(conn, name, method)
                 except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
                     out[name] = [None, None]
                     if snapshot is not None:
@@ -205,6 +264,107 @@ def measure_tables(ep: Endpoint, names: list[str], *, jobs: int = 2, snapshot: s
         for future in [pool.submit(worker) for _ in range(count)]:
             future.result()
     return out
+
+
+class PairMeasurer:
+    """Checksums of tables on both sides as each one's data is in, `jobs` threads, while the copy goes on.
+
+        measurer = PairMeasurer(src, tgt, method="typed", snapshot=snap, jobs=2, application_name=tag)
+        measurer.submit("public.accounts")          # its rows are committed on the target: both sides
+        measurer.submit("public.events", sides=("source",))
+        src_tables, tgt_tables, errors = measurer.finish(all_names)   # the rest, then wait
+        measurer.stop()                             # on failure: cancel the queries in flight
+
+    The target's rows of a table do not change once its COPY committed (indexes, constraints and ANALYZE
+    do not touch them), so its checksum may run while other tables still copy: on a 2-core machine
+    that fills the idle moments of the copy instead of adding a serial pass after it. Source measures
+    run under the copy's exported `snapshot`, so they describe exactly what was copied.
+    """
+
+    def __init__(self, source: Endpoint, target: Endpoint, *, method: str, snapshot: str | None,
+                 jobs: int = 2, application_name: str = "runbook-bot-verify") -> None:
+        self.eps = {"source": source, "target": target}
+        self.snapshot = snapshot
+        self.method = method
+        self.application_name = application_name
+        self.results: dict[str, dict[str, list[Any]]] = {"source": {}, "target": {}}
+        self.errors: list[str] = []
+        self._submitted: set[tuple[str, str]] = set()
+        self._work: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._cancelled = threading.Event()
+        self._conns: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._worker, name=f"checksums-{i}", daemon=True)
+                         for i in range(max(1, jobs))]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, name: str, sides: tuple[str, ...] = ("source", "target")) -> None:
+        for side in sides:
+            if (side, name) not in self._submitted:
+                self._submitted.add((side, name))
+                self._work.put((side, name))
+
+    def finish(self, names: list[str]) -> tuple[dict[str, list[Any]], dict[str, list[Any]], list[str]]:
+        """Measure whatever of `names` was not submitted yet, wait for everything, close the connections."""
+        for name in names:
+            self.submit(name)
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join()
+        return self.results["source"], self.results["target"], self.errors
+
+    def stop(self) -> None:
+        """Cancel the queries in flight and end the workers (the copy failed or was cancelled)."""
+        self._cancelled.set()
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.cancel()
+                except psycopg.Error:
+                    pass  # already closed
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _open(self, side: str) -> psycopg.Connection:
+        conn = _open(self.eps[side], self.snapshot if side == "source" else None,
+                     application_name=self.application_name)
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def _worker(self) -> None:
+        conns: dict[str, psycopg.Connection] = {}
+        try:
+            while True:
+                task = self._work.get()
+                if task is None or self._cancelled.is_set():
+                    return
+                side, name = task
+                try:
+                    conn = conns.get(side) or conns.setdefault(side, self._open(side))
+                    if side == "target":
+                        self.results[side][name] = stamped_checksum(conn, name, self.method)
+                    else:
+                        self.results[side][name] = list(table_checksum(conn, name, self.method))
+                except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+                    self.results[side][name] = [None, None]
+                    self._discard(conns, side)         # a snapshot transaction is aborted by the error
+                except psycopg.Error as exc:
+                    if not self._cancelled.is_set():
+                        self.errors.append(f"{side} {name}: {str(exc).strip()}")
+                    self._discard(conns, side)
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def _discard(self, conns: dict[str, psycopg.Connection], side: str) -> None:
+        conn = conns.pop(side, None)
+        if conn is not None:
+            conn.close()
 
 
 def measure_meta(ep: Endpoint, sequences: list[str] | None = None) -> Measures:
