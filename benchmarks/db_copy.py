@@ -116,11 +116,13 @@ def pgcopydb(src: str, tgt: str) -> float | None:
     env = dict(os.environ, PGCOPYDB_SOURCE_PGURI=f"postgresql://{USER}@{HOST}:{PORT}/{src}",
                PGCOPYDB_TARGET_PGURI=f"postgresql://{USER}@{HOST}:{PORT}/{tgt}")
     started = time.monotonic()
-    out = subprocess.run([tool, "clone", "--table-jobs", "2", "--index-jobs", "2", "--no-owner", "--no-acl",
-                          "--dir", str(work)], env=env, capture_output=True, text=True,
-                         errors="replace")  # pgcopydb cuts long log lines mid-character
-    seconds = time.monotonic() - started
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        out = subprocess.run([tool, "clone", "--table-jobs", "2", "--index-jobs", "2", "--no-owner", "--no-acl",
+                              "--dir", str(work)], env=env, capture_output=True, text=True,
+                             errors="replace")  # pgcopydb cuts long log lines mid-character
+        seconds = time.monotonic() - started
+    finally:
+        shutil.rmtree(work, ignore_errors=True)   # (an exception here once left the folder in /tmp)
     if out.returncode:
         # Loud: a silent None would turn the comparison into one against -Fd -j2 without a word.
         raise SystemExit(f"pgcopydb clone failed (exit {out.returncode}): {out.stderr[-800:]}")
