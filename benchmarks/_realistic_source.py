@@ -156,7 +156,7 @@ def _fills(rows: dict[str, int]) -> list[str]:
         "accounts": f"INSERT INTO pgbench_accounts SELECT g, (g - 1) / {BRANCH_ROWS_PER_ACCOUNT} + 1, 0, '' "
                     "FROM generate_series({lo}, {hi}) g",
         "history": f"INSERT INTO pgbench_history SELECT g % {n_tel} + 1, (g % {n_tel}) / 10 + 1, g % {n_acc} + 1, "
-                   "(g * 7919) % 10001 - 5000, timestamp '2024-01-01' + g * interval '1 second', '' "
+                   "(g::bigint * 7919) % 10001 - 5000, timestamp '2024-01-01' + g * interval '1 second', '' "
                    "FROM generate_series({lo}, {hi}) g",
         "events": f"INSERT INTO app.events (id, account, created, payload) SELECT g, (g * 31) % {n_acc} + 1, "
                   f"timestamptz '2024-01-01 00:00+00' + ((g::bigint * {span}) / {n_ev}) * interval '1 second', "

@@ -69,3 +69,22 @@ def test_each_schema_difference_is_named(pg, monkeypatch):
     assert ("view", "app.order_totals", "definition") in named
     assert ("function", "app.digest_of(t text)", "definition") in named
     assert "not populated" in str(check.details["mismatches"])
+
+
+def test_with_grants_verification_names_each_acl_item_the_target_lacks(pg, monkeypatch):
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    pg.sql(src, EXTRA)
+    kind, ctx = DbCopy(), make_ctx()
+    # The operator carries the table's grant but forgets the schema's USAGE.
+    inputs = inputs_for(pg, monkeypatch, src, tgt, grants=["GRANT SELECT ON public.orders TO rbt_reader"])
+    result = kind.apply(ctx, inputs, kind.plan(ctx, inputs))
+    check = kind.verify(ctx, inputs, result)
+    assert "grants: 1 ACL items of the source not on the target, e.g. schema app: rbt_reader=U" in check.summary
+    assert "public.orders" not in check.summary.split("grants:")[1]
+    assert check.details["acls_not_carried"] == ["schema app: rbt_reader=U"]
+    # Both carried: nothing is named.
+    pg.sql(tgt, "GRANT USAGE ON SCHEMA app TO rbt_reader")
+    again = kind.verify(ctx, inputs, result)
+    assert "grants: every ACL item of the source is on the target" in again.summary
+    assert again.details["acls_not_carried"] == []

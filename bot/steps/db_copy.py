@@ -605,10 +605,16 @@ class DbCopy(_Preflight, StepKind):
         summary = report.summary() + f" (against {basis})"
         if report.ok:
             summary += f"; schema equal ({sum(len(v) for k, v in src_catalog.objects.items() if k in schema_compare.QUERIES)} objects)"
-        losses = schema_compare.acl_losses(src_catalog)
-        if losses:
-            summary += (f"; not carried (--no-owner --no-acl): {len(losses)} ACLs, e.g. {'; '.join(losses[:3])}"
-                        + ("" if inputs.grants else " (no `grants:` given)"))
+        if inputs.grants:
+            # The grants ran: name each source ACL item the target lacks (grantee and privileges).
+            losses = schema_compare.acl_not_carried(src_catalog, schema_compare.catalog(tgt_ep, acls=True))
+            summary += (f"; grants: {len(losses)} ACL items of the source not on the target, e.g. "
+                        f"{'; '.join(losses[:3])}" if losses else "; grants: every ACL item of the source is on the target")
+        else:
+            losses = schema_compare.acl_losses(src_catalog)
+            if losses:
+                summary += (f"; not carried (--no-owner --no-acl): {len(losses)} ACLs, e.g. {'; '.join(losses[:3])}"
+                            " (no `grants:` given)")
         return Verification(ok=report.ok, summary=summary, table=None if report.ok else report.table(),
                             details={"mismatches": [m.__dict__ for m in report.mismatches],
                                      "tables": report.tables_checked, "rows": report.rows_checked,

@@ -375,6 +375,9 @@ class ReplicateCutover(StepKind):
             last_write = replication.last_commit(src)
             drained = timed("drain", replication.wait_marker, src, tgt, timeout=inputs.timeout)
             timed("sequences", replication.copy_sequences, src, tgt)
+            # Sequences and large objects are not MVCC: no held snapshot keeps them as they are now, and the
+            # app's first inserts after the open move the target's sequences. Read both sides here.
+            still = timed("fence_meta", _meta_at_fence, src, tgt) if inputs.verify else None
             # Both sides are still now (source fenced, target caught up, nothing writes to it yet): hold a
             # snapshot of each, so the checksums can run after writes open, outside the window.
             snapshots = ((held.enter_context(verify.held_snapshot(src)), held.enter_context(verify.held_snapshot(tgt)))
@@ -415,7 +418,7 @@ class ReplicateCutover(StepKind):
             ctx.log(opened)
             ctx.progress(0, None, message=opened)
             with held:
-                checked = timed("verify_after_open", _verify_at_fence, src, tgt, snapshots)
+                checked = timed("verify_after_open", _verify_at_fence, src, tgt, snapshots, still)
         summary = (f"write downtime {downtime:.2f} s (fence to open; drained in {drained:.2f} s, {ended} sessions "
                    f"ended)" + (f"; {sw.to}'s {sw.variable} switched" if sw is not None else "")
                    + (f"; at the fence: {checked['summary']}" if checked else "")
@@ -481,13 +484,24 @@ class ReplicateCutover(StepKind):
                             f"reverse slot left: {bool(left)}; old side fenced: {replication.is_fenced(src)}")
 
 
-def _verify_at_fence(src: Endpoint, tgt: Endpoint, snapshots: tuple[str, str]) -> dict[str, Any]:
+def _meta_at_fence(src: Endpoint, tgt: Endpoint) -> tuple[verify.Measures, verify.Measures]:
+    """Sequences (the target's just set past the source's) and large objects of both sides, while still."""
+    source = verify.measure_meta(src)
+    return source, verify.measure_meta(tgt, sequences=list(source.sequences))
+
+
+def _verify_at_fence(src: Endpoint, tgt: Endpoint, snapshots: tuple[str, str],
+                     still: tuple[verify.Measures, verify.Measures] | None = None) -> dict[str, Any]:
     """Row counts and checksums of every table on both sides as they were at the fence (the held
-    snapshots), measured while the new side already takes writes. Never raises: a comparison that
-    cannot run is a failed one, reported, since writes are open by now."""
+    snapshots), measured while the new side already takes writes; sequences and large objects as read
+    at the fence (`still`). Never raises: a comparison that cannot run is a failed one, reported, since
+    writes are open by now."""
     try:
         names = [t for t in verify.measure_meta(src).all_tables if not t.endswith(f".{replication.MARKER}")]
         source, target = verify.measure_both(src, tgt, names, snapshots=snapshots)
+        if still is not None:
+            for now, then in ((source, still[0]), (target, still[1])):
+                now.sequences, now.large_objects = then.sequences, then.large_objects
         report = verify.compare(source, target, expect_no_extra_tables=False)
         return {"ok": report.ok, "summary": report.summary()}
     except (DatabaseError, OSError) as exc:

@@ -122,6 +122,31 @@ def acl_losses(src: Catalog) -> list[str]:
     return [f"{name}: {acl}" for name, acl in sorted(src.objects.get("acl", {}).items())]
 
 
+def _grants(acl: str) -> set[tuple[str, str]]:
+    """(grantee, privileges) of an ACL's items, leaving out the grantor (on the target, whoever ran the
+    GRANTs) and an owner's own item (`app=arwdDxt/app`: the target's owner is the copying role)."""
+    items = set()
+    for item in filter(None, acl.split(",")):
+        grant, _, grantor = item.partition("/")
+        grantee, _, privileges = grant.rpartition("=")
+        if grantee != grantor:
+            items.add((grantee or "PUBLIC", privileges))
+    return items
+
+
+def acl_not_carried(src: Catalog, tgt: Catalog) -> list[str]:
+    """Each source ACL item (grantee and privileges) the target's same object lacks, after `grants:`.
+
+        acl_not_carried(catalog(src), catalog(tgt))   # ['table public.t: reporting=r', ...]
+    """
+    source, target = src.objects.get("acl", {}), tgt.objects.get("acl", {})
+    missing = []
+    for name, acl in sorted(source.items()):
+        lacking = _grants(acl) - _grants(target.get(name, ""))
+        missing += [f"{name}: {grantee}={privileges}" for grantee, privileges in sorted(lacking)]
+    return missing
+
+
 def _short(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

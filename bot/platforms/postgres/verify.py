@@ -332,6 +332,9 @@ class PairMeasurer:
     def _open(self, side: str) -> psycopg.Connection:
         conn = _open(self.eps[side], self.snapshot if side == "source" else None,
                      application_name=self.application_name)
+        # The measurer runs beside the copy, which keeps the cores busy already: parallel workers would
+        # only add a fork and a cold catalog cache per query.
+        conn.execute("SET max_parallel_workers_per_gather = 0")
         with self._lock:
             self._conns.append(conn)
         return conn
