@@ -412,6 +412,61 @@ def test_rollback_before_cutover_drops_slot_and_leaves_source_as_it_was(pair):
     assert cluster.sql(tgt, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
 
 
+def test_large_objects_are_copied_inside_the_window_and_carried_back_by_the_rollback(pair):
+    """Logical replication does not carry large objects: with `large_objects: true` approved, the cutover
+    copies the ones the target lacks while both sides are still (OIDs kept, a 2.5 MiB one in chunks), the
+    comparison at the fence passes, and the switch back carries the ones made on the new side."""
+    cluster, src, tgt = pair
+    cluster.sql(src, "SELECT lo_from_bytea(424242, 'small one')")
+    cluster.sql(src, "SELECT lo_from_bytea(424243, decode(repeat(md5('x'), 81920), 'hex'))")   # 2.5 MiB
+    ctx = ctx_for("replicate")
+    start(ctx, replica_identity_full=["public.audit"], large_objects=True)
+    cluster.sql(src, "SELECT lo_from_bytea(424244, 'made while streaming')")
+    cut = ReplicateCutover()
+    c_in = cut.Inputs(**SIDES, replication="replicate")
+    c_ctx = ctx_for("cutover")
+    plan = cut.plan(c_ctx, c_in)
+    assert any(c.resource == "3 large objects" for c in plan.changes)
+    done = cut.apply(c_ctx, c_in, plan)
+    assert "large_objects" in done.details["phases"]
+    check = cut.verify(c_ctx, c_in, done)
+    assert check.ok, check.summary
+    digest = "SELECT oid::bigint, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1"
+    assert cluster.sql(tgt, digest) == cluster.sql(src, digest) and len(cluster.sql(tgt, digest)) == 3
+    cluster.sql(tgt, "SELECT lo_from_bytea(424245, 'made on the new side')")
+    undo = cut.rollback(c_ctx, c_in, done)
+    assert cut.verify_rollback(c_ctx, c_in, done, undo).ok
+    assert cluster.sql(src, "SELECT convert_from(lo_get(424245), 'UTF8')") == [("made on the new side",)]
+    stop = ReplicateStop()
+    st_in = stop.Inputs(**SIDES, replication="replicate")
+    assert stop.verify(ctx, st_in, stop.apply(ctx, st_in, stop.plan(ctx, st_in))).ok
+
+
+def test_materialized_views_are_filled_and_a_schema_difference_fails_the_cutover(pair):
+    """The schema is copied without data and logical replication carries no materialized view: start
+    fills the ones the source has populated. The cutover's comparison covers the schema: an index the
+    target lacks (DDL does not replicate) fails it, named."""
+    cluster, src, tgt = pair
+    cluster.sql(src, "CREATE MATERIALIZED VIEW public.rich AS SELECT owner, balance FROM public.accounts "
+                     "WHERE balance > 400; CREATE INDEX ledger_note ON public.ledger (note)")
+    ctx = ctx_for("replicate")
+    start(ctx, replica_identity_full=["public.audit"])
+    assert cluster.sql(tgt, "SELECT relispopulated, (SELECT count(*) FROM public.rich) FROM pg_class "
+                            "WHERE relname = 'rich'") == [(True, 100)]
+    cluster.sql(tgt, "DROP INDEX public.ledger_note")
+    cut = ReplicateCutover()
+    c_in = cut.Inputs(**SIDES, replication="replicate")
+    c_ctx = ctx_for("cutover")
+    done = cut.apply(c_ctx, c_in, cut.plan(c_ctx, c_in))
+    check = cut.verify(c_ctx, c_in, done)
+    assert not check.ok and "index public.ledger_note: missing" in check.summary, check.summary
+    undo = cut.rollback(c_ctx, c_in, done)
+    assert cut.verify_rollback(c_ctx, c_in, done, undo).ok
+    stop = ReplicateStop()
+    st_in = stop.Inputs(**SIDES, replication="replicate")
+    assert stop.verify(ctx, st_in, stop.apply(ctx, st_in, stop.plan(ctx, st_in))).ok
+
+
 def test_preflight_names_tables_without_key_large_objects_and_wal_level(pair, pg, monkeypatch):
     cluster, src, tgt = pair
     cluster.sql(src, "SELECT lo_from_bytea(0, 'x')")
@@ -421,6 +476,12 @@ def test_preflight_names_tables_without_key_large_objects_and_wal_level(pair, pg
     assert "public.audit" in text and "REPLICA IDENTITY FULL" in text
     assert "1 large objects" in text
     assert any("sequences" in w for w in plan.warnings)
+    cluster.sql("postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rb_reader') "
+                            "THEN CREATE ROLE rb_reader; END IF; END $$")
+    cluster.sql(src, "GRANT SELECT ON public.ledger TO rb_reader")
+    plan = kind.plan(ctx_for("replicate"), kind.Inputs(**SIDES))
+    acl = next(w for w in plan.warnings if "ACLs are not carried" in w)
+    assert "table public.ledger" in acl and "rb_reader=r/" in acl
     # The machine's own server runs wal_level = replica: refused with the fix.
     plain_src, plain_tgt = pg.create(), pg.create()
     monkeypatch.setenv("SRC_URL", pg.url(plain_src))

@@ -41,7 +41,7 @@ from bot import secrets
 from bot.platforms import registry
 from bot.platforms.capabilities import ENV_SINK
 from bot.platforms.errors import PlatformError
-from bot.platforms.postgres import pooler, preflight, replication, verify
+from bot.platforms.postgres import pooler, preflight, replication, schema_compare, verify
 from bot.platforms.postgres.connect import DatabaseError, Endpoint
 from bot.platforms.postgres.preflight import human_bytes
 from bot.runbook.model import Duration
@@ -83,7 +83,8 @@ class ReplicateStart(StepKind):
     class Inputs(Sides):
         replica_identity_full: list[str] = Field(
             default_factory=list, description="Tables without a key to give REPLICA IDENTITY FULL (approved here)")
-        large_objects: bool = Field(False, description="true: go ahead although large objects will not replicate")
+        large_objects: bool = Field(False, description="true: go ahead although large objects do not replicate; "
+                                                        "the cutover copies them inside its window")
         clean_leftovers: bool = Field(True, description="Drop slots/subscriptions a killed runbook-bot left")
 
     class Outputs(BaseModel):
@@ -125,11 +126,16 @@ class ReplicateStart(StepKind):
                                   after="REPLICA IDENTITY FULL"))
         if facts.large_objects and not inputs.large_objects:
             blocking.append(f"the source holds {facts.large_objects} large objects, which logical replication "
-                            f"does not carry: move them to bytea columns, or set `large_objects: true` and copy "
-                            f"them separately")
+                            f"does not carry: move them to bytea columns, or set `large_objects: true` and the "
+                            f"cutover copies them inside its window (their size adds to the write downtime)")
         if facts.sequences:
             warnings.append(f"{len(facts.sequences)} sequences are not carried by logical replication: the "
                             f"cutover copies their values past the source's")
+        losses = schema_compare.acl_losses(schema_compare.catalog(src))
+        if losses:
+            warnings.append(f"the schema is copied without owners and ACLs (the source's roles rarely exist on the "
+                            f"target): {len(losses)} ACLs are not carried, e.g. {'; '.join(losses[:3])}; grant "
+                            f"them on the target before the cutover")
         warnings.append("DDL is not replicated: no schema changes on the source until the cutover "
                         "(a migration would stop replication with a missing-column error)")
         if facts.free_slots < 1:
@@ -185,6 +191,13 @@ class ReplicateStart(StepKind):
             if lag.initial_copy_done:
                 break
             ctx.sleep(0.2)
+        try:  # the schema came without data: fill the materialized views the source has populated
+            refreshed = replication.refresh_matviews(src, tgt)
+        except (replication.ReplicationError, DatabaseError) as exc:
+            raise StepError(f"replication streams, but filling the target's materialized views failed: {exc}; "
+                            f"roll back to drop what was made") from None
+        if refreshed:
+            ctx.log(f"refreshed {len(refreshed)} materialized views on the target: {', '.join(refreshed)}")
         return Result(summary=f"streaming {src.display()} -> {tgt.display()} ({lag.tables} tables copied, "
                               f"slot at {lsn})", outputs={"name": name, "slot_lsn": lsn},
                       undo={"name": name})
@@ -334,6 +347,10 @@ class ReplicateCutover(StepKind):
                         detail="default_transaction_read_only = on, sessions ended")]
         steps.append(Change(action="wait", resource="lag", before=_lag_line(lag), after="zero (marker applied)"))
         steps.append(Change(action="copy", resource="sequences", detail="target set to the source's values"))
+        objects = replication.large_object_count(src)
+        if objects:
+            steps.append(Change(action="copy", resource=f"{objects} large objects",
+                                detail="the ones the target lacks, OIDs kept, inside the window (not replicated)"))
         if inputs.verify:
             steps.append(Change(action="verify", resource="every table",
                                 detail="row counts and checksums at the fence, measured after the open"))
@@ -367,6 +384,7 @@ class ReplicateCutover(StepKind):
 
         held = ExitStack()
         sw, switched = inputs.switch, None
+        lo_count = replication.large_object_count(src)
         fenced_at = time.time()
         try:  # from the fence on, any failure before the open unfences the source (below)
             ended = timed("fence", replication.fence, src)
@@ -375,6 +393,8 @@ class ReplicateCutover(StepKind):
             last_write = replication.last_commit(src)
             drained = timed("drain", replication.wait_marker, src, tgt, timeout=inputs.timeout)
             timed("sequences", replication.copy_sequences, src, tgt)
+            if lo_count:  # not replicated: copied while both sides are still, OIDs kept
+                timed("large_objects", replication.copy_large_objects, src, tgt)
             # Sequences and large objects are not MVCC: no held snapshot keeps them as they are now, and the
             # app's first inserts after the open move the target's sequences. Read both sides here.
             still = timed("fence_meta", _meta_at_fence, src, tgt) if inputs.verify else None
@@ -463,6 +483,7 @@ class ReplicateCutover(StepKind):
         try:
             replication.wait_marker(tgt, src, timeout=inputs.timeout)
             replication.copy_sequences(tgt, src)
+            replication.copy_large_objects(tgt, src)  # the ones made on the new side since the cutover
             replication.stop(tgt, src, reverse)
         except BaseException:
             replication.unfence(tgt)
@@ -503,7 +524,13 @@ def _verify_at_fence(src: Endpoint, tgt: Endpoint, snapshots: tuple[str, str],
             for now, then in ((source, still[0]), (target, still[1])):
                 now.sequences, now.large_objects = then.sequences, then.large_objects
         report = verify.compare(source, target, expect_no_extra_tables=False)
-        return {"ok": report.ok, "summary": report.summary()}
+        # The schema too: DDL does not replicate, and a materialized view the subscription never filled
+        # passes a data-only check.
+        schema = schema_compare.compare(schema_compare.catalog(src, acls=False),
+                                        schema_compare.catalog(tgt, acls=False), acls=False)
+        report.mismatches += schema
+        report.ok = report.ok and not schema
+        return {"ok": report.ok, "summary": report.summary() + ("; schema equal" if not schema else "")}
     except (DatabaseError, OSError) as exc:
         return {"ok": False, "summary": f"the comparison could not run ({str(exc).splitlines()[0]})"}
 

@@ -364,3 +364,62 @@ def copy_sequences(src: Endpoint, tgt: Endpoint) -> dict[str, list[Any]]:
 def drop_marker(ep: Endpoint) -> None:
     with _open(ep, "runbook-bot-replicate") as conn:
         conn.execute(f"DROP TABLE IF EXISTS public.{MARKER}")
+
+
+LO_CHUNK = 1 << 20
+
+
+def large_object_count(ep: Endpoint) -> int:
+    """How many large objects `ep`'s database holds (pg_largeobject_metadata is readable by every role)."""
+    with _open(ep, "runbook-bot-replicate") as conn:
+        return int(conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0])
+
+
+def copy_large_objects(src: Endpoint, tgt: Endpoint) -> int:
+    """Copy each large object the target lacks, OID kept, in chunks, in one target transaction (all or
+    none); logical replication does not carry them. Run while both sides are still (inside the window).
+    Returns how many were copied.
+
+        copied = copy_large_objects(old_ep, new_ep)    # the target's lo_open(oid) now finds each one
+    """
+    with _open(src, "runbook-bot-replicate") as source, _open(tgt, "runbook-bot-replicate") as target:
+        have = {r[0] for r in target.execute("SELECT oid FROM pg_largeobject_metadata").fetchall()}
+        wanted = [r[0] for r in source.execute("SELECT oid FROM pg_largeobject_metadata ORDER BY oid").fetchall()
+                  if r[0] not in have]
+        try:
+            with source.transaction(), target.transaction():
+                for oid in wanted:
+                    target.execute("SELECT lo_create(%s)", (oid,))
+                    offset = 0
+                    while True:
+                        chunk = source.execute("SELECT lo_get(%s, %s, %s)", (oid, offset, LO_CHUNK)).fetchone()[0]
+                        if chunk:
+                            target.execute("SELECT lo_put(%s, %s, %s)", (oid, offset, chunk))
+                        if len(chunk or b"") < LO_CHUNK:
+                            break
+                        offset += LO_CHUNK
+        except DatabaseError as exc:
+            raise ReplicationError(f"copying large objects {src.display()} -> {tgt.display()} failed: "
+                                   f"{str(exc).strip()} (none was copied)") from None
+        return len(wanted)
+
+
+def refresh_matviews(src: Endpoint, tgt: Endpoint) -> list[str]:
+    """REFRESH on the target each materialized view the source has populated (a schema-only copy creates
+    them WITH NO DATA, and logical replication does not carry them). Dependency order: a view reading
+    another is refreshed after it (pg_dump's order, by OID, is the order they were made in)."""
+    with _open(src, "runbook-bot-replicate") as conn:
+        populated = [r[0] for r in conn.execute(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'm' AND c.relispopulated ORDER BY c.oid").fetchall()]
+    done = []
+    with _open(tgt, "runbook-bot-replicate") as conn:
+        for name in populated:
+            schema, _, view = name.partition(".")
+            try:
+                conn.execute(f"REFRESH MATERIALIZED VIEW {qualified(schema, view)}")
+            except DatabaseError as exc:
+                raise ReplicationError(f"REFRESH MATERIALIZED VIEW {name} on {tgt.display()}: "
+                                       f"{str(exc).strip()}") from None
+            done.append(name)
+    return done
