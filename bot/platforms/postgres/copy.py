@@ -97,6 +97,9 @@ class CopyRequest:
     # relay: tables this big get their own post-data batch as soon as their rows are in; smaller ones wait
     # for the final `pg_restore -j` (a pg_restore per tiny table would cost more than it overlaps)
     early_index_bytes: int = 16 * 1048576
+    # relay only. False: leave the source's publications and subscriptions out (db.replicate's copy:
+    # its own publication exists on the source by then and must not appear on the target).
+    replication_objects: bool = True
     tag: str = field(default_factory=lambda: f"runbook-bot-copy-{uuid.uuid4().hex[:8]}")
 
 
@@ -661,7 +664,9 @@ class _Relay:
         """Pre-data (and large objects' metadata) into the target; post-data into a small archive, split."""
         req, started = self.req, time.monotonic()
         self.progress(0.0, "schema: tables, types and functions of the source")
-        only = _table_args(req.only_tables)
+        only = _table_args(req.only_tables)  # the runbook's tables, and no publications when asked
+        if not req.replication_objects:
+            only += ["--no-publications", "--no-subscriptions"]
         dump = self.children.start("pg_dump pre-data", [req.dump.path, "-Fc", "--section=pre-data", "-b",
                                                         "--no-owner", "--no-acl", *self.snapshot, *only],
                                    self.src_env, stdout=subprocess.PIPE)

@@ -4,12 +4,15 @@
     facts = source_facts(src)                          # wal_level, privilege, tables without a key, ...
     copy_schema(src, tgt)                              # pg_dump --schema-only | psql (no data)
     start(src, tgt, names)                             # publication + slot on src, subscription on tgt
+    publish(src, name); with exported_slot(src, name) as (lsn, snapshot): ...   # slot + its snapshot
+    subscribe(src, tgt, name, copy_data=False)         # after a copy made under that snapshot
     lag(src, tgt, names)                               # Lag(bytes=..., seconds=..., rows=..., synced=...)
     fence(src)                                         # no new writes on the source (read-only + kick sessions)
     wait_marker(src, tgt, names, timeout)              # every commit before the fence is applied on tgt
     stop(src, tgt, names)                              # subscription, slot, publication and marker gone
 
-Why the bot creates the slot itself (`pg_create_logical_replication_slot`) and subscribes with
+Why the bot creates the slot itself (`pg_create_logical_replication_slot`, or `exported_slot` when the
+initial copy runs under the slot's snapshot) and subscribes with
 `create_slot = false`: CREATE SUBSCRIPTION creating its slot waits for every running transaction on
 the publisher, including its own when both are in one cluster (documented; it hangs), and a slot the
 bot made is one it knows the name and LSN of, so cleanup can always find it.
@@ -29,13 +32,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from psycopg import sql
+from psycopg import pq, sql
 
+from bot import secrets
 from bot.platforms.postgres import tools
 from bot.platforms.postgres.connect import DatabaseError, Endpoint, connect, qualified, quote_ident
 
@@ -190,23 +197,90 @@ def ensure_marker(ep: Endpoint) -> None:
                      f"at timestamptz NOT NULL DEFAULT clock_timestamp())")
 
 
-def start(publisher: Endpoint, subscriber: Endpoint, name: str, *, copy_data: bool) -> str:
-    """Publication and slot on `publisher`, subscription on `subscriber`; returns the slot's LSN."""
+def publish(publisher: Endpoint, name: str) -> None:
+    """`CREATE PUBLICATION name FOR ALL TABLES` unless it exists (made before the slot: see exported_slot)."""
     with _open(publisher, "runbook-bot-replicate") as conn:
         if not conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)).fetchone():
             conn.execute(f"CREATE PUBLICATION {quote_ident(name)} FOR ALL TABLES")
-        row = conn.execute("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s",
-                           (name,)).fetchone()
-        lsn = row[0] if row else conn.execute(
-            "SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (name,)).fetchone()[0]
+
+
+def subscribe(publisher: Endpoint, subscriber: Endpoint, name: str, *, copy_data: bool) -> None:
+    """`CREATE SUBSCRIPTION` on `subscriber` for the slot and publication `name` (both made by the bot)."""
     with _open(subscriber, "runbook-bot-replicate") as conn:
         if not conn.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (name,)).fetchone():
             # The connection string is stored in the subscriber's catalog (PostgreSQL needs it to connect).
             conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH "
-                                 "(create_slot = false, slot_name = {}, copy_data = {})").format(
+                                 "(create_slot = false, slot_name = {}, copy_data = {}, enabled = true)").format(
                 sql.Identifier(name), sql.Literal(publisher.conninfo(application_name=name)),
                 sql.Identifier(name), sql.Literal(name), sql.Literal(copy_data)))
+
+
+def start(publisher: Endpoint, subscriber: Endpoint, name: str, *, copy_data: bool) -> str:
+    """Publication and slot on `publisher`, subscription on `subscriber`; returns the slot's LSN."""
+    publish(publisher, name)
+    with _open(publisher, "runbook-bot-replicate") as conn:
+        row = conn.execute("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                           (name,)).fetchone()
+        lsn = row[0] if row else conn.execute(
+            "SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (name,)).fetchone()[0]
+    subscribe(publisher, subscriber, name, copy_data=copy_data)
     return str(lsn)
+
+
+_SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+
+
+@contextmanager
+def exported_slot(ep: Endpoint, name: str) -> Iterator[tuple[str, str]]:
+    """A logical slot made through a replication connection that EXPORTS its snapshot, held open.
+
+        publish(src, name)                           # first: pgoutput reads it through the slot's snapshot
+        with exported_slot(src, name) as (lsn, snapshot):
+            copy.run(CopyRequest(..., snapshot=snapshot))   # the data exactly as of `lsn`
+        subscribe(src, tgt, name, copy_data=False)   # streams every commit after `lsn`
+
+    The snapshot lives only while this connection stays open and idle (the server forgets it at
+    the connection's next command), so it is held for the whole block and closed after it. If the
+    block raises, the slot is dropped: a failed copy leaves nothing on the source that holds WAL.
+    A killed bot leaves the slot (it is persistent, so the subscription can use it); the next plan
+    lists it as a leftover. psycopg 3 has no replication protocol in its high-level API: the
+    low-level `pq.PGconn` speaks the simple query protocol the walsender needs."""
+    if not _SLOT_NAME.match(name):
+        raise ReplicationError(f"replication slot name {name!r}: only a-z, 0-9 and _ (at most 63)")
+    # `replication=database`: a walsender bound to this database (pg_hba matches the database name).
+    info = ep.conninfo(replication="database", application_name=name, connect_timeout=10)
+    pgconn = pq.PGconn.connect(info.encode())
+    try:
+        if pgconn.status != pq.ConnStatus.OK:
+            raise ReplicationError(f"replication connection to {ep.display()} failed: {_pq_error(pgconn)}")
+        res = pgconn.exec_(f"CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput EXPORT_SNAPSHOT".encode())
+        if res.status != pq.ExecStatus.TUPLES_OK:
+            raise ReplicationError(f"creating replication slot {name} on {ep.display()} failed: "
+                                   f"{_pq_error(pgconn, res)}")
+        columns = {res.fname(i).decode(): i for i in range(res.nfields)}
+        lsn = res.get_value(0, columns["consistent_point"]).decode()
+        snapshot = res.get_value(0, columns["snapshot_name"]).decode()
+    except BaseException:
+        pgconn.finish()
+        raise
+    try:
+        yield lsn, snapshot
+    except BaseException as exc:
+        pgconn.finish()  # the walsender ends; the slot is free to drop
+        try:
+            drop_slot_by_name(ep, name)
+        except (ReplicationError, DatabaseError) as drop_exc:
+            raise ReplicationError(f"{exc}; and the replication slot {name} on {ep.display()} could not be "
+                                   f"dropped ({drop_exc}): SELECT pg_drop_replication_slot('{name}') there, "
+                                   f"it holds WAL") from exc
+        raise
+    finally:
+        pgconn.finish()  # idempotent
+
+
+def _pq_error(pgconn: Any, res: Any = None) -> str:
+    raw = (res.error_message if res is not None and res.error_message else pgconn.error_message) or b""
+    return secrets.redact(raw.decode(errors="replace").strip().splitlines()[0] if raw.strip() else "no message")
 
 
 def stop(publisher: Endpoint, subscriber: Endpoint | None, name: str) -> list[str]:
@@ -286,6 +360,19 @@ def lag(publisher: Endpoint, subscriber: Endpoint, name: str) -> Lag:
         raise ReplicationError(f"replication slot {name} is missing on {publisher.display()}")
     return Lag(bytes=int(row[0]) if row[0] is not None else None, seconds=row[2], rows=int(rows),
                synced=int(states.get("r", 0)), tables=int(sum(states.values())), active=bool(row[1]))
+
+
+def subscription_errors(subscriber: Endpoint, name: str) -> dict[str, int]:
+    """How often the subscription's workers failed (`pg_stat_subscription_stats`, 15+; {} when absent).
+
+    A worker that fails (a key conflict, a publication its slot cannot see) restarts and fails again;
+    the server log has the words, this says that it happens."""
+    with _open(subscriber, "runbook-bot-replicate") as conn:
+        if not conn.execute("SELECT to_regclass('pg_catalog.pg_stat_subscription_stats')").fetchone()[0]:
+            return {}
+        row = conn.execute("SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats "
+                           "WHERE subname = %s", (name,)).fetchone()
+    return {"apply": int(row[0]), "sync": int(row[1])} if row else {}
 
 
 def fence(ep: Endpoint, *, spare: tuple[str, ...] = ()) -> int:
