@@ -1,9 +1,10 @@
 """`db.replicate.*`: a database cutover with seconds of write downtime, on PostgreSQL logical replication.
 
     - id: replicate
-      kind: db.replicate.start             # schema copy, publication + slot on the source, subscription on the target
+      kind: db.replicate.start             # publication + slot on the source, initial copy, subscription on the target
       with: {source: env:OLD_DATABASE_URL, target: env:NEW_DATABASE_URL,
-             replica_identity_full: [public.audit_log]}      # approve FULL identity for tables without a key
+             replica_identity_full: [public.audit_log],      # approve FULL identity for tables without a key
+             initial_copy: snapshot}         # relay under the slot's snapshot (default) | subscription (copy_data)
     - id: caught-up
       kind: db.replicate.status            # lag in bytes and seconds, rows/s, every tick; alert when lag grows
       with: {source: env:OLD_DATABASE_URL, target: env:NEW_DATABASE_URL, replication: replicate,
@@ -20,7 +21,10 @@
 Names: every object is `runbook_bot_<hash of run and start step>` (the reverse direction adds `_rev`),
 so a later step, a rollback and the next run's preflight find them without a stored secret.
 
-Rollback: of `start` (before cutover) drops the subscription, slot and publication and empties the
+Initial copy: see bot/steps/db_replicate_copy.py for the two modes and why `snapshot` is the default.
+
+Rollback: of `start` (before cutover, or after a start that failed half-way: apply records the name
+write-ahead) drops the subscription, slot and publication and empties the
 target again (it was empty); the source is left as it was (its fence was never set). Of `cutover`,
 the same lag-gated switch the other way: fence the new side, wait until the reverse subscription
 has every write, copy sequences back, drop the reverse objects, open the old side.
@@ -33,7 +37,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,10 +45,11 @@ from bot import secrets
 from bot.platforms import registry
 from bot.platforms.capabilities import ENV_SINK
 from bot.platforms.errors import PlatformError
-from bot.platforms.postgres import pooler, preflight, replication, schema_compare, verify
+from bot.platforms.postgres import pooler, preflight, replication, schema_compare, tools, verify
 from bot.platforms.postgres.connect import DatabaseError, Endpoint
 from bot.platforms.postgres.preflight import human_bytes
 from bot.runbook.model import Duration
+from bot.steps import db_replicate_copy as initial
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, TargetRef, Verification, register
 from bot.steps.db_copy import _resolve as _sides  # the same source/target resolution and refusal
 from bot.steps.db_copy import drop_everything
@@ -86,10 +91,16 @@ class ReplicateStart(StepKind):
         large_objects: bool = Field(False, description="true: go ahead although large objects do not replicate; "
                                                         "the cutover copies them inside its window")
         clean_leftovers: bool = Field(True, description="Drop slots/subscriptions a killed runbook-bot left")
+        initial_copy: Literal["snapshot", "subscription"] = Field(
+            "snapshot", description="snapshot: db.copy's relay (parallel COPY, indexes after) under the slot's "
+                                    "exported snapshot; subscription: the subscription's copy_data into indexed tables")
+        jobs: int | None = Field(None, ge=1, le=32, description="snapshot: tables copied at a time (default: CPUs, "
+                                                                "at most 4)")
 
     class Outputs(BaseModel):
         name: str = ""
         slot_lsn: str = ""
+        initial_copy: str = ""
 
     def plan(self, ctx: Any, inputs: Inputs) -> Plan:
         src, tgt = _sides(ctx, inputs)
@@ -153,23 +164,22 @@ class ReplicateStart(StepKind):
         for sub in leftover_subs:
             changes.append(Change(action="drop", resource=f"target subscription {sub}",
                                   detail="left by an earlier runbook-bot"))
-        tgt_facts = preflight.facts(tgt)
+        src_facts, tgt_facts = preflight.gather(src, tgt)
         if not tgt_facts.is_empty:
             blocking.append(f"the target {tgt.display()} is not empty; replication starts from an empty target "
                             f"(empty it, or drop and recreate the database)")
-        changes += [
-            Change(action="create", resource=f"target {tgt.display()}", detail="the source's schema (no data)"),
-            Change(action="create", resource=f"source {src.display()}",
-                   detail=f"publication and logical slot {names.base}"),
-            Change(action="create", resource=f"target {tgt.display()}",
-                   detail=f"subscription {names.base} (initial copy, then streaming)"),
-        ]
-        return Plan(summary=f"replicate {src.display()} -> {tgt.display()} as {names.base}", changes=changes,
+        blocking += _tool_problems(src_facts.major)
+        jobs = inputs.jobs or min(4, os.cpu_count() or 2)
+        changes += _copy_changes(inputs.initial_copy, src, tgt, names.base, src_facts, jobs)
+        return Plan(summary=f"replicate {src.display()} -> {tgt.display()} as {names.base} "
+                            f"(initial copy: {inputs.initial_copy})", changes=changes,
                     warnings=warnings, blocking=blocking,
                     data={"name": names.base, "leftover_slots": [s["slot"] for s in leftovers],
-                          "leftover_subscriptions": leftover_subs})
+                          "leftover_subscriptions": leftover_subs, "jobs": jobs})
 
     def apply(self, ctx: Any, inputs: Inputs, plan: Plan) -> Result:
+        if plan.blocking:
+            raise PlanRefused("the plan was refused: " + "; ".join(plan.blocking))
         src, tgt = _sides(ctx, inputs)
         name = plan.data["name"]
         try:
@@ -178,29 +188,36 @@ class ReplicateStart(StepKind):
                     replication.stop(src, tgt, sub)
                 for slot in plan.data.get("leftover_slots", []):
                     replication.drop_slot_by_name(src, slot)
+            tgt_facts = preflight.facts(tgt)
+            if not tgt_facts.is_empty:
+                raise PlanRefused(f"the target {tgt.display()} is no longer empty since the plan; plan again")
+            # Write-ahead: from here on the target was empty and everything made is named `name`, so a
+            # failed or killed apply is undone by the rollback (drop by name, empty the target).
+            ctx.record_undo(name=name)
             if inputs.replica_identity_full:
                 replication.set_replica_identity_full(src, inputs.replica_identity_full)
             replication.ensure_marker(src)
-            replication.copy_schema(src, tgt)
-            lsn = replication.start(src, tgt, name, copy_data=True)
+            if inputs.initial_copy == "snapshot":
+                lsn, details = initial.by_snapshot(ctx, src, tgt, name, jobs=int(plan.data.get("jobs") or 2),
+                                                   target_major=tgt_facts.major)
+            else:
+                lsn, details = initial.by_subscription(ctx, src, tgt, name)
+            lag = initial.wait_streaming(ctx, src, tgt, name, line=_lag_line)
         except (replication.ReplicationError, DatabaseError) as exc:
             raise StepError(f"replication did not start: {exc}; roll back to drop what was made") from None
-        while True:
-            lag = replication.lag(src, tgt, name)
-            ctx.progress(lag.synced, lag.tables or None, message=_lag_line(lag), unit="tables")
-            if lag.initial_copy_done:
-                break
-            ctx.sleep(0.2)
-        try:  # the schema came without data: fill the materialized views the source has populated
-            refreshed = replication.refresh_matviews(src, tgt)
-        except (replication.ReplicationError, DatabaseError) as exc:
-            raise StepError(f"replication streams, but filling the target's materialized views failed: {exc}; "
-                            f"roll back to drop what was made") from None
-        if refreshed:
-            ctx.log(f"refreshed {len(refreshed)} materialized views on the target: {', '.join(refreshed)}")
-        return Result(summary=f"streaming {src.display()} -> {tgt.display()} ({lag.tables} tables copied, "
-                              f"slot at {lsn})", outputs={"name": name, "slot_lsn": lsn},
-                      undo={"name": name})
+        if inputs.initial_copy == "subscription":
+            try:  # the schema came without data: fill the materialized views the source has populated
+                refreshed = replication.refresh_matviews(src, tgt)
+            except (replication.ReplicationError, DatabaseError) as exc:
+                raise StepError(f"replication streams, but filling the target's materialized views failed: "
+                                f"{exc}; roll back to drop what was made") from None
+            if refreshed:
+                ctx.log(f"refreshed {len(refreshed)} materialized views on the target: {', '.join(refreshed)}")
+        # snapshot: the relay's post-data filled them (REFRESH after the data, which is the snapshot's)
+        return Result(summary=f"streaming {src.display()} -> {tgt.display()} ({lag.tables} tables copied by "
+                              f"{inputs.initial_copy}, slot at {lsn})",
+                      outputs={"name": name, "slot_lsn": lsn, "initial_copy": inputs.initial_copy},
+                      undo={"name": name}, details=details)
 
     def verify(self, ctx: Any, inputs: Inputs, result: Result) -> Verification:
         src, tgt = _sides(ctx, inputs)
@@ -232,6 +249,36 @@ class ReplicateStart(StepKind):
         ok = not slots and empty
         return Verification(ok=ok, summary="no slot on the source, target empty" if ok else
                             f"left behind: slots {slots or 'none'}, target empty: {empty}")
+
+
+def _tool_problems(major: int) -> list[str]:
+    """pg_dump and psql copy the schema in both modes (and the data in snapshot mode)."""
+    try:
+        dump, _restore = tools.find_pair(major)
+    except tools.ToolMissing as exc:
+        return [str(exc)]
+    if tools.find_psql(dump) is None:
+        return [f"psql not found beside {dump.path} or on PATH: {tools.install_hint(major)}"]
+    return []
+
+
+def _copy_changes(mode: str, src: Endpoint, tgt: Endpoint, name: str, facts: preflight.DbFacts,
+                  jobs: int) -> list[Change]:
+    """What the plan says each initial-copy mode will make."""
+    size = human_bytes(sum(t.size for t in facts.tables))
+    slot = Change(action="create", resource=f"source {src.display()}", detail=f"publication and logical slot {name}"
+                  + (" (its snapshot exported and held open during the copy)" if mode == "snapshot" else ""))
+    if mode == "snapshot":
+        return [slot,
+                Change(action="copy", resource=f"{len(facts.tables)} tables, {size}", before=src.display(),
+                       after=tgt.display(), detail=f"schema, data ({jobs} tables at a time, under the slot's "
+                                                   f"snapshot), then indexes and constraints"),
+                Change(action="create", resource=f"target {tgt.display()}",
+                       detail=f"subscription {name} (copy_data = false: streams from the slot's LSN)")]
+    return [Change(action="create", resource=f"target {tgt.display()}", detail="the source's schema (no data)"),
+            slot,
+            Change(action="create", resource=f"target {tgt.display()}",
+                   detail=f"subscription {name} (copy_data: {len(facts.tables)} tables, {size}, then streaming)")]
 
 
 @register
