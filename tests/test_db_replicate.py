@@ -530,15 +530,19 @@ KILLED_BOT = textwrap.dedent("""
 """)
 
 
-def test_killed_bot_leaves_slot_next_start_reports_and_cleans(pair):
-    cluster, src, tgt = pair
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_BOT], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ})
+def kill_bot_when(script: str, says: str) -> None:
+    """Run a bot `script` in its own process and SIGKILL it as soon as it prints `says`."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={**os.environ})
     try:
-        assert proc.stdout.readline().strip() == "streaming"
+        assert proc.stdout.readline().strip() == says
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_killed_bot_leaves_slot_next_start_reports_and_cleans(pair):
+    cluster, src, tgt = pair
+    kill_bot_when(KILLED_BOT, "streaming")
     left = replication.leftover_slots(cluster.endpoint(src))
     assert len(left) == 1
     # The next run (a different run id) reports the slot and the subscription and, on approval, drops them.
