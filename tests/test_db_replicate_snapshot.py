@@ -125,7 +125,7 @@ def test_writes_during_the_initial_copy_arrive_on_the_target(pair, mode):  # noq
     assert result.outputs["initial_copy"] == mode
     if mode == "snapshot":
         assert {"schema", "data", "indexes"} <= set(result.details["phases"])
-        assert {"data", "indexes"} <= {e.get("phase") for e in events}
+        assert {"schema", "data", "indexes", "analyse"} <= {e.get("phase") for e in events}
         assert all(e["unit"] == "MiB" for e in events if e.get("phase") == "indexes")
     # Indexes and constraints built on the target; the source's publication is not copied there.
     assert cluster.sql(tgt, "SELECT count(*) FROM pg_indexes WHERE indexname = 'bulk_pad_idx'") == [(1,)]

@@ -443,8 +443,8 @@ class DbCopy(_Preflight, StepKind):
             def report(fraction: float, message: str) -> None:
                 # The engine measures rate and ETA within each phase: while indexes build the MiB do
                 # not move, and it says "no honest ETA" instead of a frozen guess.
-                phase = next((p for p in ("schema", "indexes", "analyse") if message.startswith(p)), "data")
-                ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MiB", phase=phase)
+                ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MiB",
+                             phase=pgcopy.phase_of(message))
 
             def source_read() -> None:
                 if measurer is not None:

@@ -49,8 +49,7 @@ def by_snapshot(ctx: Any, src: Endpoint, tgt: Endpoint, name: str, *, jobs: int,
     total_mb = max(0.1, round(sum(t.size for t in facts.tables) / 1048576, 1))
 
     def report(fraction: float, message: str) -> None:
-        phase = "indexes" if message.startswith("indexes") else "data"
-        ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MiB", phase=phase)
+        ctx.progress(round(fraction * total_mb, 1), total_mb, message, unit="MiB", phase=pgcopy.phase_of(message))
 
     # The publication first: pgoutput reads it through the slot's historic snapshot, so one made
     # after the slot would not be seen by the subscription.

@@ -274,6 +274,14 @@ def _table_args(only: list[str] | None) -> list[str]:
     return args
 
 
+def phase_of(message: str) -> str:
+    """The progress phase a strategy's message belongs to: `schema`, `indexes`, `analyse` or `data`.
+
+        progress=lambda fraction, message: ctx.progress(..., message, phase=phase_of(message))
+    """
+    return next((p for p in ("schema", "indexes", "analyse") if message.startswith(p)), "data")
+
+
 def run(req: CopyRequest, *, progress: Callable[[float, str], None], check_cancelled: Callable[[], None],
         on_source_released: Callable[[], None] = lambda: None) -> CopyOutcome:
     """Run the chosen strategy to the end, or stop everything it started and re-raise."""
