@@ -249,3 +249,30 @@ def test_a_subscription_that_does_not_stream_is_named_with_its_failing_workers(p
     cluster.sql(tgt, "DELETE FROM public.ledger WHERE id = 555555")
     undo = kind.rollback(ctx, inputs, result)
     assert kind.verify_rollback(ctx, inputs, result, undo).ok
+
+
+def test_the_plan_fits_jobs_to_free_connections_and_clears_what_an_interrupted_copy_left(pair, monkeypatch,  # noqa: F811
+                                                                                         tmp_path):
+    """As db.copy's plan: the relay's jobs fit the target's free connections, and a scratch folder an
+    interrupted copy left in the work folder is named, then removed by apply."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    cluster, src, tgt = pair
+    monkeypatch.setenv("RUNBOOK_BOT_WORKDIR", str(tmp_path))
+    child = subprocess.run([sys.executable, "-c", "import os, signal; from bot.platforms.postgres import copy; "
+                            f"print(copy.scratch_folder('relay', {str(tmp_path)!r}), flush=True); "
+                            "os.kill(os.getpid(), signal.SIGKILL)"], capture_output=True, text=True)
+    left = Path(child.stdout.strip())
+    cluster.sql("postgres", f'ALTER DATABASE "{tgt}" CONNECTION LIMIT 5')
+    kind = ReplicateStart()
+    inputs = kind.Inputs(**SIDES, replica_identity_full=["public.audit"], jobs=4)
+    ctx = ctx_for()
+    plan = kind.plan(ctx, inputs)
+    assert plan.data["jobs"] == 2
+    assert any("target has 5 free connections: jobs lowered from 4 to 2" in w for w in plan.warnings)
+    assert any(str(left) in w and "interrupted copy" in w for w in plan.warnings)
+    cluster.sql("postgres", f'ALTER DATABASE "{tgt}" CONNECTION LIMIT -1')
+    result = kind.apply(ctx, inputs, plan)
+    assert not left.exists()
+    kind.rollback(ctx, inputs, result)

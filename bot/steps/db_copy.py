@@ -301,18 +301,12 @@ class _Preflight:
                                   detail="; ".join(inputs.grants)))
 
         # Connections.
-        jobs = inputs.jobs or _default_jobs()
         # source: pg_dump -j N opens N+1, plus the snapshot holder, the progress monitor and N verifiers;
         # target: pg_restore -j N, the monitor, N verifiers.
-        for side, facts, extra in (("source", src, 3), ("target", tgt, 1)):
-            free = facts.free_connections
-            if free < extra + 1:
-                blocking.append(f"{side} has {free} free connections (max_connections {facts.max_connections}, "
-                                f"{facts.connections_in_use} in use): the copy needs at least {extra + 1}")
-            elif free < 2 * jobs + extra:
-                fitted = max(1, (free - extra) // 2)
-                warnings.append(f"{side} has {free} free connections: jobs lowered from {jobs} to {fitted}")
-                jobs = min(jobs, fitted)
+        jobs, fit_warnings, fit_blocking = fit_jobs(inputs.jobs or _default_jobs(),
+                                                    [("source", src, 3), ("target", tgt, 1)])
+        warnings += fit_warnings
+        blocking += fit_blocking
         data["jobs"] = jobs
 
         # Strategy, disk, ETA.
@@ -345,14 +339,8 @@ class _Preflight:
                 "pgcopydb is not installed (Debian: apt-get install pgcopydb)" if pgcopydb_tool is None
                 else "not with a `tables` filter" if inputs.tables is not None
                 else "Debian's pgcopydb 0.10 supports PostgreSQL up to 15 (install a newer one from apt.postgresql.org)"))
-        stale = pgcopy.stale_scratch(workdir)
-        for path, size in stale:
-            alive = pgcopy.leftover_processes(path)
-            still = (f" and {len(alive)} of its processes still running ("
-                     f"{'; '.join(f'pid {pid}: {secrets.redact(cmd)[:80]}' for pid, cmd in alive[:3])}), which it "
-                     f"stops first" if alive else "")
-            warnings.append(f"an interrupted copy left {path} ({human_bytes(size)}){still}; this copy removes it")
-        data["stale_scratch"] = [path for path, _size in stale]
+        stale_lines, data["stale_scratch"] = scratch_leftovers(workdir)
+        warnings += stale_lines
         data.update({"strategy": strategy, "workdir": workdir, "data_bytes": data_bytes,
                      "pgcopydb": pgcopydb_tool.path if pgcopydb_tool else None})
         eta = preflight.eta_seconds(strategy, data_bytes, inputs.verify)
@@ -379,6 +367,48 @@ def _tables_from(plan: Plan) -> list[preflight.TableInfo]:
     return [preflight.TableInfo(*row) for row in plan.data.get("table_info", [])]
 
 
+def scratch_leftovers(workdir: str) -> tuple[list[str], list[str]]:
+    """What interrupted copies left in `workdir` (their scratch folders, processes still running in their
+    recorded process groups): plan warnings, and the folders for :func:`clean_scratch`."""
+    lines, paths = [], []
+    for path, size in pgcopy.stale_scratch(workdir):
+        alive = pgcopy.leftover_processes(path)
+        still = (f" and {len(alive)} of its processes still running ("
+                 f"{'; '.join(f'pid {pid}: {secrets.redact(cmd)[:80]}' for pid, cmd in alive[:3])}), which it "
+                 f"stops first" if alive else "")
+        lines.append(f"an interrupted copy left {path} ({human_bytes(size)}){still}; this copy removes it")
+        paths.append(path)
+    return lines, paths
+
+
+def clean_scratch(ctx: Any, paths: list[str], workdir: str | None) -> None:
+    """Stop and remove what the plan named (see :func:`scratch_leftovers`), if still abandoned now."""
+    still_stale = {path for path, _size in pgcopy.stale_scratch(workdir or tempfile.gettempdir())}
+    for path in paths:
+        if path in still_stale:
+            for pid, command in pgcopy.reap(path):
+                ctx.log(f"stopped pid {pid} ({secrets.redact(command)[:80]}), left running by an interrupted copy")
+            shutil.rmtree(path, ignore_errors=True)
+            ctx.log(f"removed {path}, left by an interrupted copy")
+
+
+def fit_jobs(jobs: int, sides: list[tuple[str, DbFacts, int]]) -> tuple[int, list[str], list[str]]:
+    """Lower `jobs` to the free connections of each (name, facts, fixed connections) side: each job takes
+    two connections (a relay's reader or writer, and a checksum or index build). (jobs, warnings, blocking)."""
+    warnings: list[str] = []
+    blocking: list[str] = []
+    for side, facts, extra in sides:
+        free = facts.free_connections
+        if free < extra + 1:
+            blocking.append(f"{side} has {free} free connections (max_connections {facts.max_connections}, "
+                            f"{facts.connections_in_use} in use): the copy needs at least {extra + 1}")
+        elif free < 2 * jobs + extra:
+            fitted = max(1, (free - extra) // 2)
+            warnings.append(f"{side} has {free} free connections: jobs lowered from {jobs} to {fitted}")
+            jobs = min(jobs, fitted)
+    return jobs, warnings, blocking
+
+
 @register
 class DbCopy(_Preflight, StepKind):
     undoes_failure = True       # a failed or interrupted copy leaves partial data and its marker
@@ -392,14 +422,7 @@ class DbCopy(_Preflight, StepKind):
             raise PlanRefused("the plan was refused: " + "; ".join(plan.blocking))
         src_ep, tgt_ep = _resolve(ctx, inputs)
         data = plan.data
-        # What an interrupted copy left in the scratch folder (named in the plan), if still abandoned now.
-        still_stale = {path for path, _size in pgcopy.stale_scratch(data.get("workdir") or tempfile.gettempdir())}
-        for path in data.get("stale_scratch", []):
-            if path in still_stale:
-                for pid, command in pgcopy.reap(path):
-                    ctx.log(f"stopped pid {pid} ({secrets.redact(command)[:80]}), left running by an interrupted copy")
-                shutil.rmtree(path, ignore_errors=True)
-                ctx.log(f"removed {path}, left by an interrupted copy")
+        clean_scratch(ctx, data.get("stale_scratch", []), data.get("workdir"))
         target_now = preflight.facts(tgt_ep)
         if not target_now.is_empty:
             if not inputs.overwrite:

@@ -52,7 +52,7 @@ from bot.runbook.model import Duration
 from bot.steps import db_replicate_copy as initial
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, TargetRef, Verification, register
 from bot.steps.db_copy import _resolve as _sides  # the same source/target resolution and refusal
-from bot.steps.db_copy import drop_everything
+from bot.steps.db_copy import clean_scratch, drop_everything, fit_jobs, scratch_leftovers
 
 Spec = str | dict[str, str]
 
@@ -170,12 +170,20 @@ class ReplicateStart(StepKind):
                             f"(empty it, or drop and recreate the database)")
         blocking += _tool_problems(src_facts.major)
         jobs = inputs.jobs or min(4, os.cpu_count() or 2)
+        stale: list[str] = []
+        if inputs.initial_copy == "snapshot":
+            # The relay's connections (as db.copy's), and what an interrupted copy left on this host.
+            jobs, fit_warnings, fit_blocking = fit_jobs(jobs, [("source", src_facts, 3), ("target", tgt_facts, 1)])
+            warnings += fit_warnings
+            blocking += fit_blocking
+            stale_lines, stale = scratch_leftovers(initial.workdir())
+            warnings += stale_lines
         changes += _copy_changes(inputs.initial_copy, src, tgt, names.base, src_facts, jobs)
         return Plan(summary=f"replicate {src.display()} -> {tgt.display()} as {names.base} "
                             f"(initial copy: {inputs.initial_copy})", changes=changes,
                     warnings=warnings, blocking=blocking,
                     data={"name": names.base, "leftover_slots": [s["slot"] for s in leftovers],
-                          "leftover_subscriptions": leftover_subs, "jobs": jobs})
+                          "leftover_subscriptions": leftover_subs, "jobs": jobs, "stale_scratch": stale})
 
     def apply(self, ctx: Any, inputs: Inputs, plan: Plan) -> Result:
         if plan.blocking:
@@ -198,6 +206,7 @@ class ReplicateStart(StepKind):
                 replication.set_replica_identity_full(src, inputs.replica_identity_full)
             replication.ensure_marker(src)
             if inputs.initial_copy == "snapshot":
+                clean_scratch(ctx, plan.data.get("stale_scratch", []), initial.workdir())
                 lsn, details = initial.by_snapshot(ctx, src, tgt, name, jobs=int(plan.data.get("jobs") or 2),
                                                    target_major=tgt_facts.major)
             else:

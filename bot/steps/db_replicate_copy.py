@@ -38,6 +38,11 @@ MODES = ("snapshot", "subscription")
 NOT_STREAMING_LIMIT = 60.0
 
 
+def workdir() -> str:
+    """Where the relay keeps its scratch folder (a few kB of post-data archive): as db.copy's default."""
+    return config.get("RUNBOOK_BOT_WORKDIR") or tempfile.gettempdir()
+
+
 def by_snapshot(ctx: Any, src: Endpoint, tgt: Endpoint, name: str, *, jobs: int,
                 target_major: int) -> tuple[str, dict[str, Any]]:
     """Publication, exported slot, relay copy under its snapshot, then the subscription (no copy_data)."""
@@ -58,7 +63,7 @@ def by_snapshot(ctx: Any, src: Endpoint, tgt: Endpoint, name: str, *, jobs: int,
         ctx.log(f"db.replicate.start: slot {name} at {lsn}, copying under its snapshot {snapshot}")
         request = pgcopy.CopyRequest(
             source=src, target=tgt, strategy="relay", jobs=jobs, tables=facts.tables,
-            workdir=config.get("RUNBOOK_BOT_WORKDIR") or tempfile.gettempdir(), dump=dump, restore=restore,
+            workdir=workdir(), dump=dump, restore=restore,
             psql=tools.find_psql(dump), same_major=facts.major == target_major, snapshot=snapshot,
             replication_objects=False)
         try:
