@@ -536,3 +536,22 @@ def test_rollback_of_an_interrupted_copy_empties_the_target_and_verifies(pg, mon
     assert kind.plan_rollback(other, inputs, failed).no_op
     kind.rollback(other, inputs, failed)
     assert user_tables(pg, tgt) == ["public.keep"]
+
+
+def test_a_cancel_while_the_checksums_finish_stops_them_and_the_step(pg, monkeypatch):
+    """The checksums may outlast the copy (the other strategies measure the target after the restore): a
+    cancel then must end the step, cancel the queries in flight and leave the target marked incomplete."""
+    src, tgt = pg.create(), pg.create()
+    build_rich_schema(pg, src)
+    pg.sql(src, "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS a FROM generate_series(1, 200000) g")
+    kind = DbCopy()
+    inputs = inputs_for(pg, monkeypatch, src, tgt, strategy="stream")
+    reported: list = []
+    ctx = make_ctx(reported, is_cancelled=lambda: any(e.get("phase") == "verify" for e in reported))
+    plan = kind.plan(make_ctx(), inputs)
+    with pytest.raises(Cancelled):
+        kind.apply(ctx, inputs, plan)
+    for db in (src, tgt):
+        assert pg.sql(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND application_name LIKE 'runbook-bot-copy-%%'") == [(0,)]
+    assert "public._runbook_bot_copy_incomplete" in user_tables(pg, tgt)

@@ -498,7 +498,7 @@ class DbCopy(_Preflight, StepKind):
                 ctx.progress(total_mb, total_mb, "checksums of every table on both sides", unit="MiB",
                              phase="verify")
                 began = time.monotonic()
-                measured["tables"], measured["target_tables"], errors = measurer.finish(names)
+                measured["tables"], measured["target_tables"], errors = measurer.finish(names, ctx.check_cancelled)
                 outcome.seconds["checksums_wait"] = time.monotonic() - began
                 # A source measure that failed is taken again by verify() (against the live source); a
                 # failed target measure only makes verify() measure the target itself.

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -176,27 +176,17 @@ def changed_since(ep: Endpoint, stamped: dict[str, list[Any]], *, jobs: int = 2)
             f"FROM ONLY {qualified(*_split(name))}").fetchone()
         return count != rows or newer > 0
 
-    work: queue.Queue[str] = queue.Queue()
-    for name in stamped:
-        work.put(name)
     changed: list[str] = []
 
-    def worker() -> None:
-        with connect(ep, application_name="runbook-bot-verify") as conn:
-            while True:
-                try:
-                    name = work.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    if check(conn, name):
-                        changed.append(name)
-                except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-                    changed.append(name)
+    def one(conn: psycopg.Connection, name: str) -> bool:
+        try:
+            if check(conn, name):
+                changed.append(name)
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            changed.append(name)
+        return True
 
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(stamped)))) as pool:
-        for future in [pool.submit(worker) for _ in range(max(1, min(jobs, len(stamped))))]:
-            future.result()
+    _per_table(lambda: connect(ep, application_name="runbook-bot-verify"), list(stamped), jobs, one)
     return sorted(changed)
 
 
@@ -238,32 +228,42 @@ def measure_tables(ep: Endpoint, names: list[str], *, jobs: int = 2, snapshot: s
     `method`: "typed" (PostgreSQL 14+ on both sides; see :func:`row_expression`) or "text" (`row::text`,
     any version). Both sides of a comparison must use the same one.
     """
+    out: dict[str, list[Any]] = {}
+
+    def one(conn: psycopg.Connection, name: str) -> bool:
+        try:
+            out[name] = list(table_checksum(conn, name, method))
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            out[name] = [None, None]
+            return snapshot is None  # a snapshot transaction is aborted: other workers take the rest
+        return True
+
+    _per_table(lambda: _open(ep, snapshot), names, jobs, one, cancelled)
+    return out
+
+
+def _per_table(opener: Callable[[], psycopg.Connection], names: list[str], jobs: int,
+               one: Callable[[psycopg.Connection, str], bool], cancelled: threading.Event | None = None) -> None:
+    """`jobs` connections from `opener` working through `names` (in order); a worker ends when `one`
+    returns False (its connection is no longer usable) or `cancelled` is set."""
     work: queue.Queue[str] = queue.Queue()
     for name in names:
         work.put(name)
-    out: dict[str, list[Any]] = {}
 
     def worker() -> None:
-        with _open(ep, snapshot) as conn:
+        with opener() as conn:
             while not (cancelled and cancelled.is_set()):
                 try:
                     name = work.get_nowait()
                 except queue.Empty:
                     return
-                try:
-                    rows, checksum = table_checksum(conn, name, method)
-                except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-                    out[name] = [None, None]
-                    if snapshot is not None:
-                        return  # the snapshot transaction is aborted; other workers take the rest
-                    continue
-                out[name] = [rows, checksum]
+                if not one(conn, name):
+                    return
 
     count = max(1, min(jobs, len(names)))
     with ThreadPoolExecutor(max_workers=count) as pool:
         for future in [pool.submit(worker) for _ in range(count)]:
             future.result()
-    return out
 
 
 class PairMeasurer:
@@ -305,14 +305,22 @@ class PairMeasurer:
                 self._submitted.add((side, name))
                 self._work.put((side, name))
 
-    def finish(self, names: list[str]) -> tuple[dict[str, list[Any]], dict[str, list[Any]], list[str]]:
-        """Measure whatever of `names` was not submitted yet, wait for everything, close the connections."""
+    def finish(self, names: list[str], check_cancelled: Callable[[], None] = lambda: None
+               ) -> tuple[dict[str, list[Any]], dict[str, list[Any]], list[str]]:
+        """Measure whatever of `names` was not submitted yet, wait for everything, close the connections.
+        `check_cancelled` is polled while waiting; when it raises, the queries in flight are cancelled."""
         for name in names:
             self.submit(name)
         for _ in self._threads:
             self._work.put(None)
-        for thread in self._threads:
-            thread.join()
+        try:
+            for thread in self._threads:
+                while thread.is_alive():
+                    check_cancelled()
+                    thread.join(0.2)
+        except BaseException:
+            self.stop()
+            raise
         return self.results["source"], self.results["target"], self.errors
 
     def stop(self) -> None:
