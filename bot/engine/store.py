@@ -54,6 +54,25 @@ def _rollback(conn: sqlite3.Connection) -> None:
         pass  # SQLite rolls back itself on a full disk or I/O error; the original error is what matters
 
 
+def _use_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch the file to WAL (it stays so: the mode is kept in the file). SQLite answers "database is
+    locked" at once, without its busy handler, when another connection switches or holds the file at
+    that moment (eight threads opening a new store together hit it), so the switch is retried for as
+    long as busy_timeout would have waited."""
+    deadline = time.monotonic() + patience
+    delay = 0.005
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(0.2, delay * 2)
+
+
 def _loads(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
@@ -120,7 +139,7 @@ class Store:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 30000")
         if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
             # NORMAL is durable across application crashes in WAL mode (only an OS crash can lose
             # the last transactions), and it keeps each transition well under a millisecond.
             conn.execute("PRAGMA synchronous = NORMAL")
