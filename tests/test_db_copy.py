@@ -555,3 +555,47 @@ def test_a_cancel_while_the_checksums_finish_stops_them_and_the_step(pg, monkeyp
         assert pg.sql(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                           "AND application_name LIKE 'runbook-bot-copy-%%'") == [(0,)]
     assert "public._runbook_bot_copy_incomplete" in user_tables(pg, tgt)
+
+
+@pytest.mark.parametrize("strategy", strategies())
+def test_toasted_values_are_written_with_lz4_unless_the_target_chose_its_compression(pg, monkeypatch, strategy):
+    """auto: lz4 where the target's default_toast_compression is the built-in pglz nobody set; a database
+    whose owner set it keeps its choice; `toast_compression: target` always keeps the target's own."""
+    src, fresh, chosen, kept = pg.create(), pg.create(), pg.create(), pg.create()
+    pg.sql(src, "CREATE TABLE public.docs (id int PRIMARY KEY, body text NOT NULL); "
+                "INSERT INTO public.docs SELECT i, repeat('compressible ' || i, 800) FROM generate_series(1, 20) i")
+    pg.sql("postgres", f'ALTER DATABASE "{chosen}" SET default_toast_compression = pglz')
+    compression = "SELECT pg_column_compression(body), count(*) FROM public.docs GROUP BY 1"
+    assert pg.sql(src, compression) == [("pglz", 20)]
+    kind = DbCopy()
+    for target, extra, expected in ((fresh, {}, "lz4"), (chosen, {}, "pglz"),
+                                    (kept, {"toast_compression": "target"}, "pglz")):
+        inputs = inputs_for(pg, monkeypatch, src, target, strategy=strategy, **extra)
+        plan = kind.plan(make_ctx(), inputs)
+        assert plan.blocking == []
+        assert plan.data["toast_compression"] == ("lz4" if expected == "lz4" else None)
+        assert any("compressed with lz4" in w for w in plan.warnings) is (expected == "lz4")
+        result = kind.apply(make_ctx(), inputs, plan)
+        assert pg.sql(target, compression) == [(expected, 20)], target
+        assert kind.verify(make_ctx(), inputs, result).ok
+
+
+def test_a_toast_compression_the_target_cannot_give_is_refused_by_name(pg):
+    """A server built without lz4 offers only pglz: asking for lz4 is refused naming the field; auto
+    quietly keeps the target's own; before 14 there is no such setting."""
+    from dataclasses import replace
+
+    from bot.platforms.postgres import preflight
+    from bot.steps.db_copy import toast_compression
+
+    facts = preflight.facts(pg.endpoint(pg.create()))
+    assert facts.toast_compression[:2] == ["pglz", "default"] and "lz4" in facts.toast_compression[2]
+    no_lz4 = replace(facts, toast_compression=["pglz", "default", ["pglz"]])
+    value, line = toast_compression("lz4", no_lz4)
+    assert value is False and "toast_compression: the target does not offer lz4" in line
+    assert toast_compression("auto", no_lz4) == (None, "")
+    old = replace(facts, toast_compression=None, server_version="13.9")
+    value, line = toast_compression("lz4", old)
+    assert value is False and "needs PostgreSQL 14+" in line and "13.9" in line
+    assert toast_compression("auto", old) == (None, "")
+    assert toast_compression("pglz", facts) == ("pglz", "")

@@ -144,8 +144,8 @@ def test_session_settings_are_pinned_so_server_defaults_do_not_matter(clone, cop
             conn.execute(f'ALTER DATABASE "{clone.db}" SET {setting} = \'{value}\'')
     assert clone.verify().ok
     with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=clone.db) as raw:
-        row = verify.row_expression(raw, "public.orders") if method == "typed" else None
-        unpinned = raw.execute(verify.checksum_sql("public.orders", row)).fetchone()
+        unpinned = raw.execute(verify.checksum_sql("public.orders", verify.row_hash(raw, "public.orders", method))
+                               ).fetchone()
     pinned = verify.measure_tables(server.endpoint(clone.db), ["public.orders"], method=method)["public.orders"]
     assert unpinned[0] == pinned[0] and unpinned[1] != pinned[1]
 
@@ -166,3 +166,42 @@ def test_both_methods_agree_on_equal_and_differ_on_changed(copied, method):
     server.sql(changed, "UPDATE app.events SET at = at + interval '1 microsecond' WHERE id = 3")
     a, b = verify.measure_both(server.endpoint(src), server.endpoint(changed), jobs=2, method=method)
     assert [(m.name, m.measure) for m in verify.compare(a, b).mismatches] == [("app.events", "checksum")]
+
+
+# (column type, value before, value after): values that compare equal or hash alike by their type's own
+# rules but are not the same data, a NULL that moves between columns, two columns that swap values.
+LOOK_ALIKES = [
+    ("numeric", "1.0", "1.00"), ("citext", "'a'", "'A'"), ("float8", "'0'", "'-0'"),
+    ("interval", "'1 day'", "'24 hours'"), ("jsonb", """'{"n": 1.0}'""", """'{"n": 1.00}'"""),
+    ("timestamptz", "'2024-11-03 01:30-04'", "'2024-11-03 01:30-05'"), ("text", "''", "NULL"),
+    ("bytea", "'\\x00'", "'\\x0000'"), ("bpchar", "'a'", "'b'"), ("date", "'2024-01-01'", "'2024-01-02'"),
+    ("bool", "true", "false"), ("int8", "NULL", "0"),
+]
+
+
+@pytest.mark.parametrize("method", verify.METHODS)
+def test_every_method_tells_apart_values_that_only_compare_equal(method, _pg_dropper):
+    """Each table holds one row (x, y); changing it to a look-alike, moving a NULL from x to y or
+    swapping x and y must change the table's checksum and nothing else."""
+    server = Postgres()
+    db = server.create()
+    try:
+        tables = []
+        statements = ["CREATE EXTENSION citext", "SET TimeZone = 'America/New_York'"]
+        for i, (type_name, before, after) in enumerate(LOOK_ALIKES):
+            statements += [f"CREATE TABLE public.a{i} (x {type_name}, y {type_name})",
+                           f"INSERT INTO public.a{i} VALUES ({before}, {before})"]
+            tables.append((f"public.a{i}", f"UPDATE public.a{i} SET x = {after}"))
+        statements += ["CREATE TABLE public.moved (x int, y int)", "INSERT INTO public.moved VALUES (NULL, 5)",
+                       "CREATE TABLE public.swapped (x text, y text)", "INSERT INTO public.swapped VALUES ('p', 'q')"]
+        tables += [("public.moved", "UPDATE public.moved SET x = 5, y = NULL"),
+                   ("public.swapped", "UPDATE public.swapped SET x = y, y = x")]
+        server.sql(db, "; ".join(statements))
+        names = [name for name, _ in tables]
+        before = verify.measure_tables(server.endpoint(db), names, method=method)
+        server.sql(db, "; ".join(change for _, change in tables))
+        after = verify.measure_tables(server.endpoint(db), names, method=method)
+        assert all(before[name][0] == after[name][0] == 1 for name in names)
+        assert [name for name in names if before[name][1] == after[name][1]] == []
+    finally:
+        _pg_dropper(server, db)

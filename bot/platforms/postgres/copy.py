@@ -100,6 +100,8 @@ class CopyRequest:
     # relay only. False: leave the source's publications and subscriptions out (db.replicate's copy:
     # its own publication exists on the source by then and must not appear on the target).
     replication_objects: bool = True
+    # the target's default_toast_compression for every process that writes there (None: the target's own)
+    toast_compression: str | None = None
     tag: str = field(default_factory=lambda: f"runbook-bot-copy-{uuid.uuid4().hex[:8]}")
 
 
@@ -263,6 +265,15 @@ def _env(ep: Endpoint, tag: str, extra: dict[str, str] | None = None) -> dict[st
     env.update(ep.libpq_env())
     env["PGAPPNAME"] = tag
     env.update(extra or {})
+    return env
+
+
+def _target_env(req: CopyRequest, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process that writes to the target: `_env` plus the request's TOAST compression
+    (PGOPTIONS, after whatever options the endpoint carries)."""
+    env = _env(req.target, req.tag, extra)
+    if req.toast_compression:
+        env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + f" -c default_toast_compression={req.toast_compression}").strip()
     return env
 
 
@@ -520,7 +531,7 @@ def _parallel(req: CopyRequest, progress: Callable[[float, str], None], check_ca
         children.procs.clear()
         children.start("pg_restore", [req.restore.path, "-j", str(req.jobs), "-v", "--no-owner", "--no-acl",
                                       "--exit-on-error", "-d", req.target.dbname, dump_dir],
-                       _env(req.target, req.tag))
+                       _target_env(req))
         _loop(req, children, tracker, progress, check_cancelled, monitors, lambda: phase["now"])
         outcome.seconds["restore"] = time.monotonic() - started
         progress(1.0, f"restore: {len(tracker.size)}/{len(tracker.size)} tables, indexes built")
@@ -557,7 +568,7 @@ def _stream(req: CopyRequest, progress: Callable[[float, str], None], check_canc
         argv += _table_args(req.only_tables)
         dump = children.start("pg_dump", argv, _env(req.source, req.tag), stdout=subprocess.PIPE)
         children.start("pg_restore", [req.restore.path, "-v", "--no-owner", "--no-acl", "--exit-on-error",
-                                      "-d", req.target.dbname], _env(req.target, req.tag), stdin=dump.stdout)
+                                      "-d", req.target.dbname], _target_env(req), stdin=dump.stdout)
         assert dump.stdout is not None
         dump.stdout.close()  # pg_restore holds the read end; pg_dump gets SIGPIPE if it dies
         _loop(req, children, tracker, progress, check_cancelled, monitors, lambda: "copy")
@@ -600,7 +611,7 @@ def _pgcopydb(req: CopyRequest, progress: Callable[[float, str], None], check_ca
             argv += ["--filters", filters]
         # pgcopydb runs pg_dump/pg_restore itself: put the ones we checked first on PATH.
         path = os.path.dirname(req.dump.path) + os.pathsep + os.environ.get("PATH", "")
-        env = _env(req.target, req.tag, {
+        env = _target_env(req, {
             "PGCOPYDB_SOURCE_PGURI": req.source.url(), "PGCOPYDB_TARGET_PGURI": req.target.url(), "PATH": path,
         })
         for key in list(env):
@@ -655,7 +666,7 @@ class _Relay:
         self.post = os.path.join(self.folder, "post-data.dump")
         self.children = Children(lambda name, line: None, self.folder)
         self.monitor = _Monitor(req.target)
-        self.src_env, self.tgt_env = _env(req.source, req.tag), _env(req.target, req.tag)
+        self.src_env, self.tgt_env = _env(req.source, req.tag), _target_env(req)
         self.snapshot = ["--snapshot", req.snapshot] if req.snapshot else []
         self.restore = [req.restore.path, "--no-owner", "--no-acl", "--exit-on-error", "-d", req.target.dbname]
         self.analysing = ThreadPoolExecutor(max_workers=max(1, req.jobs), thread_name_prefix="analyze")

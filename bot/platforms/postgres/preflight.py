@@ -12,6 +12,9 @@ from __future__ import annotations
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
 
 from bot.platforms.postgres.connect import Endpoint, connect
 
@@ -67,6 +70,8 @@ class DbFacts:
     marker: str | None                      # text of an unfinished copy's marker, if any
     heroku_ext: bool = False
     progress_copy_view: bool = False        # pg_stat_progress_copy exists (14+)
+    # default_toast_compression (14+): [setting, where it was set (pg_settings.source), the values offered]
+    toast_compression: list[Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -156,7 +161,14 @@ def facts(ep: Endpoint) -> DbFacts:
             marker=marker,
             heroku_ext="heroku_ext" in schemas,
             progress_copy_view=version_num >= 140000,
+            toast_compression=_toast_compression(conn) if version_num >= 140000 else None,
         )
+
+
+def _toast_compression(conn: psycopg.Connection) -> list[Any] | None:
+    row = conn.execute("SELECT setting, source, enumvals FROM pg_settings "
+                       "WHERE name = 'default_toast_compression'").fetchone()
+    return [row[0], row[1], list(row[2] or [])] if row else None
 
 
 def gather(source: Endpoint, target: Endpoint) -> tuple[DbFacts, DbFacts]:
