@@ -29,7 +29,9 @@ Strategies (the step picks one; the operator may override):
 Always `--no-owner --no-acl` (the source's roles rarely exist on the target: grants come afterwards,
 as the runbook says) and `--exit-on-error` (a restore that "ignored 6 errors" is a failed copy).
 `pg_dump` gets `--snapshot` when the caller exported one, so the copy and the source-side
-verification see the same instant.
+verification see the same instant. `toast_compression` (the caller decides, see db.copy's plan) reaches
+every process that writes to the target as `PGOPTIONS=-c default_toast_compression=...`: a logical copy
+recompresses every TOASTed value with the writing session's default.
 
 Progress: `pg_restore -v` names items as they finish (`finished item 3438 TABLE DATA a`), matched
 against `pg_restore -l`; the in-flight table's share comes from `pg_stat_progress_copy`

@@ -331,9 +331,10 @@ class PairMeasurer:
         measurer.stop()                             # on failure: cancel the queries in flight
 
     The target's rows of a table do not change once its COPY committed (indexes, constraints and ANALYZE
-    do not touch them), so its checksum may run while other tables still copy: on a 2-core machine
-    that fills the idle moments of the copy instead of adding a serial pass after it. Source measures
-    run under the copy's exported `snapshot`, so they describe exactly what was copied.
+    do not touch them), so its checksum may run at any moment after that: db.copy queues the target sides
+    when the last table is in, for the linking phase, where one core is mostly idle (queued as each table
+    landed they slowed the COPYs, which keep both cores busy). Source measures run under the copy's
+    exported `snapshot`, so they describe exactly what was copied.
     """
 
     def __init__(self, source: Endpoint, target: Endpoint, *, method: str, snapshot: str | None,
