@@ -10,9 +10,10 @@ keys and a history without a primary key [accounts 35%, history 10% of the bytes
 jsonb events table [30%], a TOASTed table of compressible text and incompressible bytea [20%], identity
 and serial columns, citext, a pgcrypto digest() column, a populated materialized view, a trigger, CHECK
 constraints, a schema `app` with USAGE granted, table grants to `bench_reader`/`bench_writer`, large
-objects and advanced sequences. Then it copies it into fresh targets, three interleaved rounds
-(A B C, A B C, ...) so that a load spike hits every method alike, and reports medians with the 1-minute
-load average before each round:
+objects and advanced sequences. Then it copies it into fresh targets, three interleaved rounds, each
+starting one method later (A B C D, B C D A, ...) so that a load spike hits every method alike and no method
+always runs first after the generation, with a CHECKPOINT before each run (so that no method pays for its
+predecessor's dirty buffers), and reports medians with the 1-minute load average before each round:
 
 - db.copy: the step kind's plan, apply and verify (auto strategy; row counts and checksums of every
   table on both sides, the schema comparison, sequences, extensions, large objects; ANALYZE included):
@@ -151,13 +152,21 @@ def main() -> None:
         gen_s, data_bytes = generate(src, size, HOST, PORT, USER)
         mib = data_bytes / 1048576
         print(f"source: {mib:.0f} MiB of table data generated in {gen_s:.1f}s")
+        methods = ["dbcopy", "pgcopydb", "pgcopydb_lz4", "fd_j2"]
         for round_no in range(1, args.rounds + 1):
             loads.append(round(os.getloadavg()[0], 2))
-            for method in ("dbcopy", "pgcopydb", "pgcopydb_lz4", "fd_j2"):
+            # Each round starts one method later (A B C D, B C D A, ...): no method always runs first after
+            # the source's generation or always follows the same neighbour.
+            shift = (round_no - 1) % len(methods)
+            for method in methods[shift:] + methods[:shift]:
                 if method.startswith("pgcopydb") and not has_pgcopydb:
                     continue
                 tgt = create_db(method)
                 created.append(tgt)
+                # The predecessor's dirty buffers (the generation's 2 GB, a copy's gigabyte) are written
+                # out now, not during the next method's run.
+                with conn() as c:
+                    c.execute("CHECKPOINT")
                 if method == "dbcopy":
                     ours = db_copy(src, tgt)
                     seconds, last_summary = ours["total_s"], ours["verify_summary"]
