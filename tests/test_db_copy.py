@@ -599,3 +599,5 @@ def test_a_toast_compression_the_target_cannot_give_is_refused_by_name(pg):
     assert value is False and "needs PostgreSQL 14+" in line and "13.9" in line
     assert toast_compression("auto", old) == (None, "")
     assert toast_compression("pglz", facts) == ("pglz", "")
+    with pytest.raises(pydantic.ValidationError, match="toast_compression"):
+        CopyInputs(source="env:SRC_URL", target="env:TGT_URL", toast_compression="zstd; DROP TABLE x")
