@@ -344,7 +344,10 @@ class _Preflight:
                 else "not with a `tables` filter" if inputs.tables is not None
                 else "Debian's pgcopydb 0.10 supports PostgreSQL up to 15 (install a newer one from apt.postgresql.org)"))
         data["toast_compression"], toast_note = toast_compression(inputs.toast_compression, tgt)
-        (blocking if data["toast_compression"] is False else warnings).extend([toast_note] if toast_note else [])
+        if data["toast_compression"] is False:
+            blocking.append(toast_note)
+        elif toast_note:
+            warnings.append(toast_note)
         stale_lines, data["stale_scratch"] = scratch_leftovers(workdir)
         warnings += stale_lines
         data.update({"strategy": strategy, "workdir": workdir, "data_bytes": data_bytes,
