@@ -182,15 +182,19 @@ def columns_expression(conn: psycopg.Connection, name: str) -> str:
     return " # ".join(parts) if parts else "0"
 
 
+# The `text` method's row hash (any version), and what a `typed` table without columns falls back to.
+_TEXT_ROW_HASH = "hashtextextended(t::text, 0)"
+
+
 def row_hash(conn: psycopg.Connection, name: str, method: str) -> str:
     """The SQL expression of one row's 64-bit hash (the row is `t`) by `method`."""
     if method == "columns":
         return columns_expression(conn, name)
     row = row_expression(conn, name) if method == "typed" else ""
-    return f"hash_record_extended({row}, 0)" if row else "hashtextextended(t::text, 0)"
+    return f"hash_record_extended({row}, 0)" if row else _TEXT_ROW_HASH
 
 
-def checksum_sql(name: str, hashed: str = "hashtextextended(t::text, 0)") -> str:
+def checksum_sql(name: str, hashed: str = _TEXT_ROW_HASH) -> str:
     """count(*) and the sum of 64-bit row hashes; `hashed` from :func:`row_hash`."""
     return f"SELECT count(*), coalesce(sum({hashed}), 0)::text FROM ONLY {qualified(*_split(name))} AS t"
 
@@ -417,8 +421,6 @@ class PairMeasurer:
                 conn.close()
 
     def _measure(self, conns: dict[str, psycopg.Connection], side: str, name: str) -> None:
-        if self._cancelled.is_set():
-            return
         try:
             conn = conns.get(side) or conns.setdefault(side, self._open(side))
             if side == "target":
