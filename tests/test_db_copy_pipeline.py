@@ -166,3 +166,97 @@ def test_changed_since_finds_a_write_that_keeps_the_row_count(pg):
     # A row rewritten to the same value: the count is the same, its new version's transaction tells.
     pg.sql(tgt, "UPDATE public.customers SET score = score WHERE id = 7")
     assert verify.changed_since(pg.endpoint(tgt), stamped) == ["public.customers"]
+
+
+# Foreign keys into a big table (its key is built in its own batch) are built in the pipeline: a plain
+# table's as the archive's item, a partitioned table's per leaf partition (one of them, on the source, under
+# a name of its own: it was attached), the parent's item then attaching them. A key into a small table waits.
+LINKED = """
+CREATE TABLE public.accounts (id bigint PRIMARY KEY, name text);
+CREATE TABLE public.transfers (id bigint PRIMARY KEY,
+    account bigint NOT NULL REFERENCES public.accounts(id) ON DELETE CASCADE, amount int);
+CREATE TABLE public.ledger (id bigint NOT NULL, at date NOT NULL, account bigint, PRIMARY KEY (id, at))
+    PARTITION BY RANGE (at);
+CREATE TABLE public.ledger_2024 (id bigint NOT NULL, at date NOT NULL, account bigint,
+    CONSTRAINT "ledger 2024's own key" FOREIGN KEY (account) REFERENCES public.accounts(id)
+    DEFERRABLE INITIALLY DEFERRED);
+ALTER TABLE public.ledger ATTACH PARTITION public.ledger_2024 FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE public.ledger_2025 PARTITION OF public.ledger FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
+    PARTITION BY RANGE (at);
+CREATE TABLE public.ledger_2025_h1 PARTITION OF public.ledger_2025 FOR VALUES FROM ('2025-01-01') TO ('2025-07-01');
+CREATE TABLE public.ledger_2025_h2 PARTITION OF public.ledger_2025 FOR VALUES FROM ('2025-07-01') TO ('2026-01-01');
+ALTER TABLE public.ledger ADD CONSTRAINT ledger_account_fkey FOREIGN KEY (account) REFERENCES public.accounts(id)
+    DEFERRABLE INITIALLY DEFERRED;
+CREATE TABLE public.kinds (code text PRIMARY KEY);
+CREATE TABLE public.notes (id bigint PRIMARY KEY, kind text REFERENCES public.kinds(code), body text);
+CREATE INDEX notes_upper_body ON public.notes (upper(body));
+INSERT INTO public.accounts SELECT g, 'account ' || g FROM generate_series(1, 30000) g;
+INSERT INTO public.transfers SELECT g, 1 + g % 30000, g % 1000 FROM generate_series(1, 5000) g;
+INSERT INTO public.ledger SELECT g, date '2024-03-01' + (g % 600), 1 + g % 30000 FROM generate_series(1, 6000) g;
+INSERT INTO public.kinds VALUES ('memo'), ('todo');
+INSERT INTO public.notes SELECT g, CASE WHEN g % 2 = 0 THEN 'memo' ELSE 'todo' END, 'note ' || (g % 50)
+    FROM generate_series(1, 2000) g;
+ANALYZE;
+"""
+# accounts (1.6 MB) gets its own batch; every other table is smaller than this
+BIG = 1_000_000
+
+_FOREIGN_KEYS = """SELECT conname, conrelid::regclass::text, conparentid <> 0, convalidated, pg_get_constraintdef(oid)
+                   FROM pg_constraint WHERE contype = 'f' ORDER BY 1, 2"""
+_INTERNAL_TRIGGERS = """SELECT tgrelid::regclass::text, tgfoid::regproc::text, tgparentid <> 0, count(*)
+                        FROM pg_trigger WHERE tgisinternal GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+
+
+def test_foreign_keys_into_a_big_table_are_built_in_the_pipeline_and_end_as_the_sources(pg, tmp_path):
+    src, tgt = pg.create(), pg.create()
+    pg.sql(src, LINKED)
+    request = _request(pg, src, tgt, early_index_bytes=BIG)
+    outcome = pgcopy.run(request, progress=lambda f, m: None, check_cancelled=lambda: None)
+
+    # transfers' key (the archive's item) and the three leaves of ledger's; notes' waits for kinds' key
+    assert outcome.early_links == 4
+    mismatches = schema_compare.compare(schema_compare.catalog(pg.endpoint(src)),
+                                        schema_compare.catalog(pg.endpoint(tgt)), acls=False)
+    assert mismatches == []
+    # Names, parents, validation and the internal triggers: attached, not created a second time.
+    assert pg.sql(tgt, _FOREIGN_KEYS) == pg.sql(src, _FOREIGN_KEYS)
+    assert ("ledger 2024's own key", "ledger_2024", True, True,
+            "FOREIGN KEY (account) REFERENCES accounts(id) DEFERRABLE INITIALLY DEFERRED") in pg.sql(tgt, _FOREIGN_KEYS)
+    assert pg.sql(tgt, _INTERNAL_TRIGGERS) == pg.sql(src, _INTERNAL_TRIGGERS)
+    # notes was analysed after its expression index existed, so that index has statistics too
+    assert pg.sql(tgt, "SELECT count(*) FROM pg_stats WHERE tablename = 'notes_upper_body'") == [(1,)]
+
+    import subprocess
+    archive = tmp_path / "post.dump"
+    dump, restore = tools.find_pair(15)
+    subprocess.run([dump.path, "-Fc", "--section=post-data", "-h", "127.0.0.1", "-U", "postgres", "-f", str(archive),
+                    src], check=True)
+    split = post_data.split_post_data(restore, str(archive), pg.endpoint(src), {"public.accounts"}, str(tmp_path),
+                                      copied={t.qualified for t in request.tables})
+    rest = Path(split.rest).read_text()
+    assert "transfers_account_fkey" not in rest
+    assert "FK CONSTRAINT public ledger ledger_account_fkey" in rest      # it attaches the leaves' keys
+    assert "FK CONSTRAINT public notes notes_kind_fkey" in rest
+    assert {(link.name, link.needs) for link in split.early} == {
+        ("foreign key of public.transfers", frozenset({"public.transfers", "public.accounts"})),
+        ("foreign key of public.ledger_2024", frozenset({"public.ledger_2024", "public.accounts"})),
+        ("foreign key of public.ledger_2025_h1", frozenset({"public.ledger_2025_h1", "public.accounts"})),
+        ("foreign key of public.ledger_2025_h2", frozenset({"public.ledger_2025_h2", "public.accounts"}))}
+
+
+@pytest.mark.parametrize("table, row", [("transfers", "(900001, 999999, 1)"),
+                                        ("ledger_2025_h2", "(900001, '2025-09-01', 999999)")])
+def test_an_early_foreign_key_the_rows_break_names_it_and_stops_everything(pg, table, row):
+    src, tgt = pg.create(), pg.create()
+    pg.sql(src, LINKED)
+    # A row the source's key never checked (a load with the triggers off): the target's validation refuses.
+    pg.sql(src, f"SET session_replication_role = replica; INSERT INTO public.{table} VALUES {row}")
+    request = _request(pg, src, tgt, early_index_bytes=BIG)
+    with pytest.raises(pgcopy.CopyFailed) as failure:
+        pgcopy.run(request, progress=lambda f, m: None, check_cancelled=lambda: None)
+    message = str(failure.value)
+    assert f"foreign key of public.{table} (" in message
+    assert "violates foreign key constraint" in message
+    assert "999999" not in message                          # the row's values stay out of the message
+    assert _our_children() == []
+    assert _tag_backends(pg, tgt, request.tag) == 0

@@ -570,7 +570,8 @@ class DbCopy(_Preflight, StepKind):
         seconds = time.monotonic() - started
 
         details: dict[str, Any] = {"strategy": outcome.strategy, "phases": {k: round(v, 2) for k, v in outcome.seconds.items()},
-                                   "sequences": sequences, "seconds": round(seconds, 2), "checksum_method": method}
+                                   "sequences": sequences, "seconds": round(seconds, 2), "checksum_method": method,
+                                   "early_foreign_keys": outcome.early_links}
         if source_meta is not None and "error" not in measured:
             source_meta.tables = measured["tables"]
             source_meta.sequences = sequences

@@ -11,12 +11,15 @@ Strategies (the step picks one; the operator may override):
   file in between; large objects through a data-only `pg_dump -b | pg_restore`. A pipeline per table,
   pgcopydb's schedule: as soon as a big table's rows commit, its own primary key, unique constraints
   and indexes are built (`pg_restore -L` of its items from the post-data archive, see `post_data`) and
-  it is ANALYZEd, while the next tables copy; the caller's `on_table_loaded` may checksum it too. Last,
-  the items that link objects (foreign keys, triggers, partition ATTACHes, materialized view data)
-  with `pg_restore -j N`. Reading the source and writing the target overlap, it needs no disk, and
-  each table is loaded with `TRUNCATE; COPY ... FREEZE` in one transaction, so the target's rows are
-  born frozen (no hint-bit rewrite on first read, no anti-wraparound vacuum of a freshly copied
-  database). Binary COPY when both majors are equal, text otherwise.
+  it is ANALYZEd, while the next tables copy; the caller's `on_table_loaded` may checksum it too. A
+  foreign key into such a table is built as soon as its referencing rows are in (one at a time; a
+  partitioned table's per leaf partition, see `post_data.EarlyLink`); a small table without an
+  expression index is ANALYZEd as it lands. Last, the items that link objects (the other foreign keys,
+  triggers, partition ATTACHes, materialized view data) with `pg_restore -j N`. Reading the source and
+  writing the target overlap, it needs no disk, and each table is loaded with `TRUNCATE; COPY ...
+  FREEZE` in one transaction, so the target's rows are born frozen (no hint-bit rewrite on first
+  read, no anti-wraparound vacuum of a freshly copied database). Binary COPY when both majors are
+  equal, text otherwise.
 
 - `parallel`: `pg_dump -Fd -j N -Z0` into a temporary folder, then `pg_restore -j N`. `-j` works only
   with the directory format and `pg_restore -j` needs a file, not a pipe (pgcopydb's design notes),
@@ -114,6 +117,7 @@ class CopyOutcome:
     tables_done: int = 0
     items: int = 0
     analysed: bool = False       # relay ANALYZEs as it goes; the caller analyses after the other strategies
+    early_links: int = 0         # relay: foreign keys built in the pipeline (post_data.EarlyLink)
 
 
 _ROW_DATA = re.compile(r'(COPY [^,]+, line \d+(?:, column [^:]+)?: )".*"?$|(Key \(.*?\)=)\(.*?\)')
@@ -652,8 +656,9 @@ def _relay(req: CopyRequest, progress: Callable[[float, str], None], check_cance
 
 class _Relay:
     """The `relay` strategy: schema; then a pipeline per table (relay its rows; for a big table, build its
-    own keys and indexes and ANALYZE it while the next tables copy); then the linking post-data items
-    (foreign keys, triggers, partition index ATTACHes, materialized view data) with `pg_restore -j`.
+    own keys and indexes and ANALYZE it while the next tables copy; the foreign keys into big tables one
+    at a time as their tables settle); then the linking post-data items (the other foreign keys,
+    triggers, partition index ATTACHes, materialized view data) with `pg_restore -j`.
 
     Every child is started from the thread that runs the strategy (see `die_with_parent`); ANALYZE runs
     in threads with the copy's tag as application_name, so a cancel's `terminate_backends` ends it too.
@@ -674,6 +679,8 @@ class _Relay:
         self.analysing = ThreadPoolExecutor(max_workers=max(1, req.jobs), thread_name_prefix="analyze")
         self.analysed: dict[str, Future[None]] = {}
         self.split = post_data.PostDataSplit()
+        self.links_waiting: list[post_data.EarlyLink] = []
+        self.settled: set[str] = set()       # rows in and own keys built: what an early link may need
 
     def _wait(self, names: list[str]) -> None:
         while any(self.children.procs[n].poll() is None for n in names):
@@ -698,7 +705,9 @@ class _Relay:
         self._wait(["pg_dump pre-data", "pg_restore pre-data", "pg_dump post-data"])
         big = {t.qualified for t in req.tables if t.size >= req.early_index_bytes}
         self.split = post_data.split_post_data(req.restore, self.post, req.source, big, self.folder,
-                                               application_name=req.tag)
+                                               application_name=req.tag,
+                                               copied={t.qualified for t in req.tables})
+        self.links_waiting = list(self.split.early)
         self.outcome.seconds["schema"] = time.monotonic() - started
 
     def _start_relay(self, name: str) -> list[str]:
@@ -730,15 +739,25 @@ class _Relay:
 
     def tables(self) -> None:
         """N relays at a time, biggest tables first (large objects ride along as one more job); as each
-        big table's rows commit, its own post-data batch (up to N at a time), then its ANALYZE."""
+        big table's rows commit, its own post-data batch (up to N at a time), then its ANALYZE; and one
+        foreign key at a time whose tables are settled (`post_data.EarlyLink`)."""
         req, started = self.req, time.monotonic()
         pending = [t.qualified for t in req.tables] + ["large objects"]
         running: dict[str, list[str]] = {}
         waiting: list[str] = []
         building: dict[str, str] = {}
+        linking: str | None = None
         last = 0.0
-        while pending or running or waiting or building:
+        while pending or running or waiting or building or linking or self._link_ready():
             self.check_cancelled()
+            if linking is None and self._link_ready():
+                linking = self._start_link()
+            elif linking is not None:
+                code = self.children.procs[linking].poll()
+                if code not in (None, 0):
+                    self.children.check()
+                if code == 0:
+                    linking = None
             while pending and len(running) < req.jobs:
                 name = pending.pop(0)
                 running[name] = self._start_relay(name)
@@ -761,6 +780,7 @@ class _Relay:
                     self.children.check()
                 if code == 0:
                     del building[name]
+                    self.settled.add(name)
                     self.analysed[name] = self.analysing.submit(_analyze_one, req.target, name, req.tag)
             now = time.monotonic()
             if now - last >= 0.5:
@@ -778,10 +798,37 @@ class _Relay:
             self.req.on_table_loaded(name)
         if name in self.split.per_table:
             waiting.append(name)
+            return
+        self.settled.add(name)
+        if name not in self.split.expression_indexed:
+            # A small table's statistics do not wait for its keys (built at the end): only an
+            # expression index has statistics of its own for ANALYZE to gather.
+            self.analysed[name] = self.analysing.submit(_analyze_one, self.req.target, name, self.req.tag)
+
+    def _link_ready(self) -> post_data.EarlyLink | None:
+        return next((link for link in self.links_waiting if link.needs <= self.settled), None)
+
+    def _start_link(self) -> str:
+        """One early foreign key at a time: it locks two tables, and two of them at once could deadlock
+        (a key each way between two tables); nothing else in the pipeline locks more than one table."""
+        link = self._link_ready()
+        assert link is not None
+        self.links_waiting.remove(link)
+        name = f"{link.name} ({len(self.split.early) - len(self.links_waiting)})"
+        if link.item:
+            argv = [*self.restore, "-L", link.item, self.post]
+        else:
+            argv = [self.req.psql.path, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", link.sql,  # type: ignore[union-attr]
+                    "-d", self.req.target.dbname]
+        self.children.start(name, argv, self.tgt_env)
+        self.outcome.early_links += 1
+        return name
 
     def links(self) -> None:
         """The post-data items that link objects, once every table's own keys exist."""
         started = time.monotonic()
+        if self.links_waiting:      # (every table settled before this, so none should be left)
+            self.split.write_rest(self.links_waiting)
         self.tracker.phase = "indexes"
         self.progress(self.tracker.fraction(),
                       f"indexes and constraints ({self.req.jobs} jobs, {self.split.rest_items} items)")
@@ -791,8 +838,8 @@ class _Relay:
         self.outcome.seconds["indexes"] = time.monotonic() - started
 
     def analyse_rest(self) -> None:
-        """ANALYZE what the pipeline did not (small tables, materialized views): their indexes exist now,
-        so expression indexes get their statistics too."""
+        """ANALYZE what the pipeline did not (small tables with an expression index, materialized views):
+        their indexes exist now, so expression indexes get their statistics too."""
         started = time.monotonic()
         self.progress(1.0, "analyse: the smaller tables and materialized views")
         for future in self.analysed.values():
