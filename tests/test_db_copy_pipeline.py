@@ -170,7 +170,8 @@ def test_changed_since_finds_a_write_that_keeps_the_row_count(pg):
 
 # Foreign keys into a big table (its key is built in its own batch) are built in the pipeline: a plain
 # table's as the archive's item, a partitioned table's per leaf partition (one of them, on the source, under
-# a name of its own: it was attached), the parent's item then attaching them. A key into a small table waits.
+# a name of its own: it was attached; a quote, a psql variable and a backslash in it), the parent's item then
+# attaching them. A key into a small table waits.
 LINKED = """
 CREATE TABLE public.accounts (id bigint PRIMARY KEY, name text);
 CREATE TABLE public.transfers (id bigint PRIMARY KEY,
@@ -178,7 +179,7 @@ CREATE TABLE public.transfers (id bigint PRIMARY KEY,
 CREATE TABLE public.ledger (id bigint NOT NULL, at date NOT NULL, account bigint, PRIMARY KEY (id, at))
     PARTITION BY RANGE (at);
 CREATE TABLE public.ledger_2024 (id bigint NOT NULL, at date NOT NULL, account bigint,
-    CONSTRAINT "ledger 2024's own key" FOREIGN KEY (account) REFERENCES public.accounts(id)
+    CONSTRAINT "ledger 2024's :own \\key;" FOREIGN KEY (account) REFERENCES public.accounts(id)
     DEFERRABLE INITIALLY DEFERRED);
 ALTER TABLE public.ledger ATTACH PARTITION public.ledger_2024 FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE TABLE public.ledger_2025 PARTITION OF public.ledger FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
@@ -220,7 +221,7 @@ def test_foreign_keys_into_a_big_table_are_built_in_the_pipeline_and_end_as_the_
     assert mismatches == []
     # Names, parents, validation and the internal triggers: attached, not created a second time.
     assert pg.sql(tgt, _FOREIGN_KEYS) == pg.sql(src, _FOREIGN_KEYS)
-    assert ("ledger 2024's own key", "ledger_2024", True, True,
+    assert ("ledger 2024's :own \\key;", "ledger_2024", True, True,
             "FOREIGN KEY (account) REFERENCES accounts(id) DEFERRABLE INITIALLY DEFERRED") in pg.sql(tgt, _FOREIGN_KEYS)
     assert pg.sql(tgt, _INTERNAL_TRIGGERS) == pg.sql(src, _INTERNAL_TRIGGERS)
     # notes was analysed after its expression index existed, so that index has statistics too
