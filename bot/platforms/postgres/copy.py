@@ -750,8 +750,9 @@ class _Relay:
         last = 0.0
         while pending or running or waiting or building or linking or self._link_ready():
             self.check_cancelled()
-            if linking is None and self._link_ready():
-                linking = self._start_link()
+            ready = self._link_ready() if linking is None else None
+            if ready is not None:
+                linking = self._start_link(ready)
             elif linking is not None:
                 code = self.children.procs[linking].poll()
                 if code not in (None, 0):
@@ -808,11 +809,9 @@ class _Relay:
     def _link_ready(self) -> post_data.EarlyLink | None:
         return next((link for link in self.links_waiting if link.needs <= self.settled), None)
 
-    def _start_link(self) -> str:
+    def _start_link(self, link: post_data.EarlyLink) -> str:
         """One early foreign key at a time: it locks two tables, and two of them at once could deadlock
         (a key each way between two tables); nothing else in the pipeline locks more than one table."""
-        link = self._link_ready()
-        assert link is not None
         self.links_waiting.remove(link)
         name = f"{link.name} ({len(self.split.early) - len(self.links_waiting)})"
         if link.item:
