@@ -436,6 +436,38 @@ def test_kill_9_of_the_bot_during_a_relay_copy_leaves_no_psql_running(pg, monkey
     assert pg.sql(tgt, "SELECT count(*) FROM public.big") == [(0,)]
 
 
+def test_kill_9_of_the_bot_during_an_index_build_stops_the_build_on_the_server(pg, monkeypatch):
+    """The death signal ends the bot's pg_restore, but its backend would go on building the index (and
+    commit it) until the statement ended: the session checks that its client is still there."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    src, tgt = pg.create(), pg.create()
+    # An index that takes 3 s to build: 150 rows, 20 ms each. Small, so it is built in the final batch.
+    pg.sql(src, "CREATE FUNCTION public.slow_key(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(0.02); RETURN $1; END $$; "
+                "CREATE TABLE slow (id int PRIMARY KEY); INSERT INTO slow SELECT generate_series(1, 150); "
+                "CREATE INDEX slow_key_idx ON slow (public.slow_key(id))")
+    monkeypatch.setenv("SRC_URL", pg.url(src))
+    monkeypatch.setenv("TGT_URL", pg.url(tgt))
+    building = ("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
+                "AND query LIKE 'CREATE INDEX slow_key_idx%%'")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_COPY], env={**os.environ})
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and pg.sql(tgt, building, (tgt,)) == [(0,)]:
+        time.sleep(0.05)
+    assert pg.sql(tgt, building, (tgt,)) == [(1,)], "the index build never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = time.time()
+    while time.time() < killed + 2.5 and pg.sql(tgt, building, (tgt,)) != [(0,)]:
+        time.sleep(0.05)
+    assert pg.sql(tgt, building, (tgt,)) == [(0,)], "the server went on building for a dead bot"
+    time.sleep(max(0.0, killed + 3.5 - time.time()))      # past the moment the build would have ended
+    assert pg.sql(tgt, "SELECT count(*) FROM pg_indexes WHERE indexname = 'slow_key_idx'") == [(0,)]
+
+
 def test_a_scratch_dump_left_by_a_killed_copy_is_named_in_the_plan_and_removed(pg, monkeypatch, tmp_path):
     import subprocess
     import sys
@@ -466,24 +498,51 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_process_that_outlived_a_killed_copy_is_named_in_the_plan_and_stopped(pg, monkeypatch, tmp_path):
-    """The death signal reaches the bot's own children only: a grandchild (pg_dump -j's workers are) can
-    outlive a kill -9. Its process group is on record in the scratch folder; the next copy stops it."""
-    import signal
+def _killed_with_a_grandchild(tmp_path: Path, *, watchdog_too: bool) -> tuple[str, int, int]:
+    """A copy's Children in a process that then dies of SIGKILL, leaving a grandchild (a `sleep` forked
+    by its child, as pg_restore -j forks workers): the scratch folder, the grandchild's PID and group."""
     import subprocess
     import sys
-    import time
-    src, tgt = pg.create(), pg.create()
-    pg.sql(src, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)")
     script = ("import os, signal, subprocess; from bot.platforms.postgres import copy; "
               f"folder = copy.scratch_folder('relay', {str(tmp_path)!r}); "
               "kids = copy.Children(lambda n, l: None, folder); "
               "p = kids.start('x', ['sh', '-c', 'sleep 300 & echo $!; wait'], "
               "dict(os.environ, PGAPPNAME='runbook-bot-copy-test'), stdout=subprocess.PIPE); "
-              "print(folder, p.stdout.readline().decode().strip(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+              "print(folder, p.stdout.readline().decode().strip(), p.pid, flush=True); "
+              + ("os.kill(kids._watchdog.proc.pid, signal.SIGKILL); kids._watchdog.proc.wait(); " if watchdog_too else "")
+              + "os.kill(os.getpid(), signal.SIGKILL)")
     child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
-    folder, survivor = child.stdout.split()
-    survivor = int(survivor)
+    folder, grandchild, group = child.stdout.split()
+    return folder, int(grandchild), int(group)
+
+
+def _in_group(pid: int, group: int) -> bool:
+    """Alive and still the process we started (a reused PID would be in another group)."""
+    try:
+        return _alive(pid) and os.getpgid(pid) == group
+    except ProcessLookupError:
+        return False
+
+
+def test_the_watchdog_kills_a_grandchild_the_moment_the_bot_dies(tmp_path):
+    """The death signal reaches the bot's own children only; pg_restore -j's workers are grandchildren."""
+    import time
+    _folder, grandchild, group = _killed_with_a_grandchild(tmp_path, watchdog_too=False)
+    deadline = time.time() + 5.0
+    while _in_group(grandchild, group) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _in_group(grandchild, group)
+
+
+def test_a_process_that_outlived_a_killed_copy_is_named_in_the_plan_and_stopped(pg, monkeypatch, tmp_path):
+    """Should a grandchild outlive a kill -9 all the same (its watchdog killed first, here), its process
+    group is on record in the scratch folder; the next copy names it and stops it."""
+    import signal
+    import subprocess
+    import time
+    src, tgt = pg.create(), pg.create()
+    pg.sql(src, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)")
+    folder, survivor, _group = _killed_with_a_grandchild(tmp_path, watchdog_too=True)
     # A process in a recorded group but without the copy's tag (a reused PID): never named, never killed.
     stranger = subprocess.Popen(["sleep", "300"], start_new_session=True,
                                 env={k: v for k, v in os.environ.items() if k != "PGAPPNAME"})

@@ -512,6 +512,7 @@ class DbCopy(_Preflight, StepKind):
                 workdir=data["workdir"], dump=dump_tool, restore=restore_tool,
                 pgcopydb=tools.find_pgcopydb() if data["strategy"] == "pgcopydb" else None,
                 psql=tools.find_psql(dump_tool), same_major=data["source_major"] == data["target_major"],
+                source_major=int(data["source_major"]), target_major=int(data["target_major"]),
                 snapshot=snap.id, only_tables=data.get("only_tables"), tag=tag,
                 toast_compression=data.get("toast_compression") or None,
                 on_table_loaded=table_loaded if measurer else None)

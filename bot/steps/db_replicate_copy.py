@@ -65,7 +65,7 @@ def by_snapshot(ctx: Any, src: Endpoint, tgt: Endpoint, name: str, *, jobs: int,
             source=src, target=tgt, strategy="relay", jobs=jobs, tables=facts.tables,
             workdir=workdir(), dump=dump, restore=restore,
             psql=tools.find_psql(dump), same_major=facts.major == target_major, snapshot=snapshot,
-            replication_objects=False)
+            source_major=facts.major, target_major=target_major, replication_objects=False)
         try:
             outcome = pgcopy.run(request, progress=report, check_cancelled=ctx.check_cancelled)
         except pgcopy.CopyFailed as exc:

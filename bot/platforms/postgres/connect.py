@@ -144,10 +144,19 @@ def parse_url(url: str, *, label: str = "") -> Endpoint:
                     params={k: str(v) for k, v in parts.items()}, label=label)
 
 
+def client_check(server_version: int) -> dict[str, str]:
+    """How often a running statement checks that its client is still connected: from PostgreSQL 14
+    (`server_version` as libpq gives it, 150004); an older server does not know the name and refuses it."""
+    return {"client_connection_check_interval": "1000"} if server_version >= 140000 else {}
+
+
 def pin_settings(conn: psycopg.Connection) -> None:
-    """SET the session settings that text forms and checksums depend on."""
-    for name, value in SESSION_SETTINGS.items():
-        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+    """SET the session settings that text forms and checksums depend on, in one round trip; on 14+ also
+    `client_connection_check_interval`, so a statement of a bot that died (a checksum of a big table on
+    the source) stops within a second instead of running to its end."""
+    settings = {**SESSION_SETTINGS, **client_check(conn.info.server_version)}
+    calls = ", ".join("set_config(%s, %s, false)" for _ in settings)
+    conn.execute(f"SELECT {calls}", [item for pair in settings.items() for item in pair])
 
 
 def connect(ep: Endpoint, *, pin: bool = True, autocommit: bool = True, application_name: str = "runbook-bot",

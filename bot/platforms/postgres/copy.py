@@ -42,7 +42,10 @@ against `pg_restore -l`; the in-flight table's share comes from `pg_stat_progres
 
 Cancel: `check_cancelled()` is polled every 0.2 s; when it raises, every child's process group gets
 SIGTERM (then SIGKILL), the target's backends still serving them are terminated, and the exception
-propagates. Child processes get the connections through `PG*` environment variables, so no password
+propagates. Death of the bot (kill -9): each child has a death signal, a watchdog process kills their
+process groups with the workers `pg_restore -j` forked (`reaper.Watchdog`), and every session checks
+that its client is still there (`client_connection_check_interval`, 14+), so the server abandons the
+index build or key validation it was running within a second and nothing commits. Child processes get the connections through `PG*` environment variables, so no password
 is ever on a command line.
 """
 
@@ -69,7 +72,8 @@ import psycopg
 
 from bot import secrets
 from bot.platforms.postgres import post_data
-from bot.platforms.postgres.connect import Endpoint, connect
+from bot.platforms.postgres.reaper import PROCESS_GROUPS, Watchdog, leftover_processes, reap
+from bot.platforms.postgres.connect import Endpoint, client_check, connect
 from bot.platforms.postgres.preflight import TableInfo
 from bot.platforms.postgres.tools import Tool
 
@@ -107,6 +111,9 @@ class CopyRequest:
     replication_objects: bool = True
     # the target's default_toast_compression for every process that writes there (None: the target's own)
     toast_compression: str | None = None
+    # the servers' majors, when known: on 14+ children's sessions check that their client is still there
+    source_major: int = 0
+    target_major: int = 0
     tag: str = field(default_factory=lambda: f"runbook-bot-copy-{uuid.uuid4().hex[:8]}")
 
 
@@ -143,7 +150,8 @@ def die_with_parent() -> None:
 
 
 class Children:
-    """Child processes in their own process groups, their stderr read by threads, stoppable at once."""
+    """Child processes in their own process groups, their stderr read by threads, stoppable at once;
+    `close()` when they are done (it stands down the watchdog that kills them all if the bot dies)."""
 
     def __init__(self, on_line: Callable[[str, str], None], folder: str | None = None) -> None:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -151,8 +159,10 @@ class Children:
         self.on_line = on_line
         self._threads: list[threading.Thread] = []
         # Each child's process group, written down in the scratch folder before it can do anything: what
-        # the next start reaps if something of ours outlived a killed bot (see `leftover_processes`).
+        # the next start reaps if something of ours outlived a killed bot (see `leftover_processes`)...
         self._groups = os.path.join(folder, PROCESS_GROUPS) if folder else None
+        # ...and told to the watchdog, which kills the groups, their workers included, the moment we die.
+        self._watchdog = Watchdog.start()
 
     def start(self, name: str, argv: list[str], env: dict[str, str], *, stdin: Any = None,
               stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
@@ -161,6 +171,7 @@ class Children:
         if self._groups:
             with open(self._groups, "a") as out:
                 out.write(f"{proc.pid}\n")
+        self._watchdog.add(proc.pid)
         self.procs[name] = proc
         self.tails[name] = collections.deque(maxlen=40)
         thread = threading.Thread(target=self._read, args=(name, proc.stderr), daemon=True)
@@ -220,6 +231,9 @@ class Children:
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs.values()]
 
+    def close(self) -> None:
+        self._watchdog.close()
+
 
 class Tracker:
     """Turns tool output and pg_stat_progress_copy into one fraction and a message."""
@@ -266,20 +280,34 @@ class Tracker:
         return text
 
 
-def _env(ep: Endpoint, tag: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+def _env(ep: Endpoint, tag: str, extra: dict[str, str] | None = None, *, major: int = 0) -> dict[str, str]:
+    """A child's environment for `ep`: its libpq variables, the copy's tag as application_name and, on
+    14+ (`major`), `client_connection_check_interval`, so a server statement of a child that died with
+    the bot (an index build, a key's validation) stops within a second instead of running to its end
+    and committing."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(ep.libpq_env())
     env["PGAPPNAME"] = tag
     env.update(extra or {})
+    for name, value in client_check(major * 10000).items():
+        _add_option(env, f"{name}={value}")
     return env
 
 
-def _target_env(req: CopyRequest, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a process that writes to the target: `_env` plus the request's TOAST compression
-    (PGOPTIONS, after whatever options the endpoint carries)."""
-    env = _env(req.target, req.tag, extra)
+def _add_option(env: dict[str, str], setting: str) -> None:
+    """Append `-c setting` to PGOPTIONS, after whatever options the endpoint carries."""
+    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + f" -c {setting}").strip()
+
+
+def _source_env(req: CopyRequest) -> dict[str, str]:
+    return _env(req.source, req.tag, major=req.source_major)
+
+
+def _target_env(req: CopyRequest, extra: dict[str, str] | None = None, *, major: int | None = None) -> dict[str, str]:
+    """The environment of a process that writes to the target: `_env` plus the request's TOAST compression."""
+    env = _env(req.target, req.tag, extra, major=req.target_major if major is None else major)
     if req.toast_compression:
-        env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + f" -c default_toast_compression={req.toast_compression}").strip()
+        _add_option(env, f"default_toast_compression={req.toast_compression}")
     return env
 
 
@@ -368,6 +396,7 @@ def _guarded(req: CopyRequest, children: Children, body: Callable[[], CopyOutcom
         if not finished:
             children.stop()
             terminate_backends(req.target, req.tag)
+        children.close()
         for monitor in (monitors or {}).values():
             monitor.close()
         if folder is not None:
@@ -386,46 +415,6 @@ def scratch_folder(kind: str, workdir: str) -> str:
     return folder
 
 
-PROCESS_GROUPS = "process-groups"
-
-
-def leftover_processes(folder: str) -> list[tuple[int, str]]:
-    """Processes still alive in the process groups an abandoned copy recorded in `folder`: (pid, command).
-
-    A PID may have been reused since, so a process counts only if its environment carries the copy's
-    tag (`PGAPPNAME=runbook-bot-copy-...`, set on every child): nothing else is ever named or killed."""
-    try:
-        with open(os.path.join(folder, PROCESS_GROUPS)) as handle:
-            groups = {int(line) for line in handle if line.strip().isdigit()}
-    except OSError:
-        return []
-    found: list[tuple[int, str]] = []
-    for entry in os.listdir("/proc") if groups else []:
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry)) not in groups:
-                continue
-            with open(f"/proc/{entry}/environ", "rb") as env:
-                if b"PGAPPNAME=runbook-bot-copy-" not in env.read():
-                    continue
-            with open(f"/proc/{entry}/cmdline", "rb") as cmd:
-                command = cmd.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-        except (OSError, ProcessLookupError):
-            continue  # gone, or not ours to read
-        found.append((int(entry), command))
-    return found
-
-
-def reap(folder: str) -> list[tuple[int, str]]:
-    """SIGKILL what :func:`leftover_processes` finds; returns what it killed."""
-    killed = leftover_processes(folder)
-    for pid, _command in killed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # it ended on its own meanwhile
-    return killed
 
 
 def stale_scratch(workdir: str) -> list[tuple[str, int]]:
@@ -518,7 +507,7 @@ def _parallel(req: CopyRequest, progress: Callable[[float, str], None], check_ca
         if req.snapshot:
             argv += ["--snapshot", req.snapshot]
         argv += _table_args(req.only_tables)
-        children.start("pg_dump", argv, _env(req.source, req.tag))
+        children.start("pg_dump", argv, _source_env(req))
         _loop(req, children, tracker, progress, check_cancelled, monitors, lambda: phase["now"])
         outcome.seconds["dump"] = time.monotonic() - started
         for table in tracker.size:
@@ -572,7 +561,7 @@ def _stream(req: CopyRequest, progress: Callable[[float, str], None], check_canc
         if req.snapshot:
             argv += ["--snapshot", req.snapshot]
         argv += _table_args(req.only_tables)
-        dump = children.start("pg_dump", argv, _env(req.source, req.tag), stdout=subprocess.PIPE)
+        dump = children.start("pg_dump", argv, _source_env(req), stdout=subprocess.PIPE)
         children.start("pg_restore", [req.restore.path, "-v", "--no-owner", "--no-acl", "--exit-on-error",
                                       "-d", req.target.dbname], _target_env(req), stdin=dump.stdout)
         assert dump.stdout is not None
@@ -617,9 +606,10 @@ def _pgcopydb(req: CopyRequest, progress: Callable[[float, str], None], check_ca
             argv += ["--filters", filters]
         # pgcopydb runs pg_dump/pg_restore itself: put the ones we checked first on PATH.
         path = os.path.dirname(req.dump.path) + os.pathsep + os.environ.get("PATH", "")
+        # (libpq reads PGOPTIONS for pgcopydb's connections to both sides)
         env = _target_env(req, {
             "PGCOPYDB_SOURCE_PGURI": req.source.url(), "PGCOPYDB_TARGET_PGURI": req.target.url(), "PATH": path,
-        })
+        }, major=min(req.source_major, req.target_major))
         for key in list(env):
             if key in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD"):
                 del env[key]
@@ -673,7 +663,7 @@ class _Relay:
         self.post = os.path.join(self.folder, "post-data.dump")
         self.children = Children(lambda name, line: None, self.folder)
         self.monitor = _Monitor(req.target)
-        self.src_env, self.tgt_env = _env(req.source, req.tag), _target_env(req)
+        self.src_env, self.tgt_env = _source_env(req), _target_env(req)
         self.snapshot = ["--snapshot", req.snapshot] if req.snapshot else []
         self.restore = [req.restore.path, "--no-owner", "--no-acl", "--exit-on-error", "-d", req.target.dbname]
         self.analysing = ThreadPoolExecutor(max_workers=max(1, req.jobs), thread_name_prefix="analyze")
