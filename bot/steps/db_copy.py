@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot import config, secrets
 from bot.platforms import errors
 from bot.platforms.postgres import copy as pgcopy
-from bot.platforms.postgres import endpoints, pooler, preflight, schema_compare, tools, verify
+from bot.platforms.postgres import endpoints, pooler, preflight, reaper, schema_compare, tools, verify
 from bot.platforms.postgres.connect import DatabaseError, Endpoint, ExportedSnapshot, connect, quote_ident, qualified
 from bot.platforms.postgres.preflight import MARKER_TABLE, DbFacts, human_bytes, human_seconds
 from bot.steps.base import Change, Plan, PlanRefused, Result, StepError, StepKind, Verification, register
@@ -381,7 +381,7 @@ def scratch_leftovers(workdir: str) -> tuple[list[str], list[str]]:
     recorded process groups): plan warnings, and the folders for :func:`clean_scratch`."""
     lines, paths = [], []
     for path, size in pgcopy.stale_scratch(workdir):
-        alive = pgcopy.leftover_processes(path)
+        alive = reaper.leftover_processes(path)
         still = (f" and {len(alive)} of its processes still running ("
                  f"{'; '.join(f'pid {pid}: {secrets.redact(cmd)[:80]}' for pid, cmd in alive[:3])}), which it "
                  f"stops first" if alive else "")
@@ -395,7 +395,7 @@ def clean_scratch(ctx: Any, paths: list[str], workdir: str | None) -> None:
     still_stale = {path for path, _size in pgcopy.stale_scratch(workdir or tempfile.gettempdir())}
     for path in paths:
         if path in still_stale:
-            for pid, command in pgcopy.reap(path):
+            for pid, command in reaper.reap(path):
                 ctx.log(f"stopped pid {pid} ({secrets.redact(command)[:80]}), left running by an interrupted copy")
             shutil.rmtree(path, ignore_errors=True)
             ctx.log(f"removed {path}, left by an interrupted copy")

@@ -45,8 +45,10 @@ SIGTERM (then SIGKILL), the target's backends still serving them are terminated,
 propagates. Death of the bot (kill -9): each child has a death signal, a watchdog process kills their
 process groups with the workers `pg_restore -j` forked (`reaper.Watchdog`), and every session checks
 that its client is still there (`client_connection_check_interval`, 14+), so the server abandons the
-index build or key validation it was running within a second and nothing commits. Child processes get the connections through `PG*` environment variables, so no password
-is ever on a command line.
+index build or key validation it was running within a second and nothing commits.
+
+Child processes get the connections through `PG*` environment variables, so no password is ever on a
+command line.
 """
 
 from __future__ import annotations
@@ -72,9 +74,9 @@ import psycopg
 
 from bot import secrets
 from bot.platforms.postgres import post_data
-from bot.platforms.postgres.reaper import PROCESS_GROUPS, Watchdog, leftover_processes, reap
 from bot.platforms.postgres.connect import Endpoint, client_check, connect
 from bot.platforms.postgres.preflight import TableInfo
+from bot.platforms.postgres.reaper import PROCESS_GROUPS, Watchdog
 from bot.platforms.postgres.tools import Tool
 
 STRATEGIES = ("relay", "parallel", "stream", "pgcopydb")
@@ -159,7 +161,7 @@ class Children:
         self.on_line = on_line
         self._threads: list[threading.Thread] = []
         # Each child's process group, written down in the scratch folder before it can do anything: what
-        # the next start reaps if something of ours outlived a killed bot (see `leftover_processes`)...
+        # the next start reaps if something of ours outlived a killed bot (see `reaper.leftover_processes`)...
         self._groups = os.path.join(folder, PROCESS_GROUPS) if folder else None
         # ...and told to the watchdog, which kills the groups, their workers included, the moment we die.
         self._watchdog = Watchdog.start()
