@@ -8,7 +8,9 @@
 Modules: `connect` (endpoints and connections), `pooler` (is this PgBouncer?), `tools` (find pg_dump /
 pg_restore of the right version), `preflight` (facts for the plan), `copy` (the strategies),
 `verify` (row counts, checksums, sequences, extensions, large objects), `endpoints` (resolve a
-runbook's `source`/`target` into an endpoint).
+runbook's `source`/`target` into an endpoint), `post_data` (a copy's post-data split into per-table
+batches and early foreign keys), `reaper` (a copy's processes die with the bot; what a killed one left
+is found), `schema_compare`, `replication`.
 """
 
 PLATFORM = "postgres"

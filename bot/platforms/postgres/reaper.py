@@ -53,6 +53,7 @@ def tagged_in_groups(groups: set[int]) -> list[tuple[int, str]]:
 
 
 def kill(processes: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """SIGKILL each (pid, command) of `processes`; returns them."""
     for pid, _command in processes:
         try:
             os.kill(pid, signal.SIGKILL)
